@@ -1,0 +1,53 @@
+/**
+ * What the service needs to know about a notebook server's pod, independent of
+ * where it comes from (the Kubernetes API in production).
+ */
+export interface PodView {
+  name: string
+  /** `status.phase`: Pending, Running, Succeeded, Failed, Unknown. */
+  phase: string
+  /** All containers ready and no deletion timestamp. */
+  ready: boolean
+  /** The pod has a deletion timestamp. */
+  terminating: boolean
+  /** Phase Failed, or a container that cannot start (image pull failure, crash loop). */
+  failed: boolean
+  /** Why the pod is not ready yet, in words a person understands. */
+  step?: string
+  message?: string
+  reason?: string
+  /** Requests of the notebook container, in the units of the server options (SPEC 8). */
+  resources?: { cpu?: string; memory?: string; storage?: string; gpu?: string }
+  annotations: Record<string, string>
+  labels: Record<string, string>
+}
+
+/** A server as the pod lookup needs it: its name and, when the spawner recorded it, its pod's name. */
+export interface ServerRef {
+  name: string
+  podName?: string
+}
+
+export interface PodInspector {
+  /** The pods of a user's servers, keyed by server name, read with one list call. */
+  podsForUser(username: string, servers: ServerRef[]): Promise<Map<string, PodView>>
+  /** Deletes a pod (grace period 30 s); resolves when the API accepted it or the pod is already gone. */
+  deletePod(podName: string): Promise<void>
+  /** Throws an UpstreamError when the Kubernetes API cannot be used. */
+  ping(): Promise<void>
+}
+
+export interface LogRequest {
+  username: string
+  serverName: string
+  podName?: string
+  /** 0 means all lines. */
+  maxLines: number
+}
+
+export interface LogSource {
+  /** The upstream named in errors, e.g. "Kubernetes". */
+  readonly upstream: string
+  /** Log lines, oldest first. */
+  readLogs(request: LogRequest): Promise<string[]>
+}
