@@ -1,0 +1,171 @@
+import { readFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { TypeCompiler } from '@sinclair/typebox/compiler'
+import { Type } from '@sinclair/typebox'
+import { ServerOptionSchema, type ServerOptions } from '../schemas/server-options.js'
+
+/** The service's configuration, read from the environment (SPEC section 2). */
+export interface Config {
+  /** Hub API base without a trailing slash, e.g. `http://hub:8081/hub/api`. */
+  hubApiUrl: string
+  hubApiToken: string
+  /** Starts and ends with `/`. */
+  servicePrefix: string
+  /** Starts and ends with `/`. */
+  hubBaseUrl: string
+  /** `scheme://host[:port]` or empty. */
+  hubOrigin: string
+  oauthClientId: string
+  oauthCallbackUrl: string
+  /** Without a trailing slash. */
+  gitlabUrl: string
+  imageRegistry?: string
+  defaultImage: string
+  serverOptions: ServerOptions
+  minAccessLevel: number
+  /** Kubernetes: namespace of the server pods, when set explicitly. */
+  kubernetesNamespace?: string
+  /** Kubernetes: path of a kubeconfig file (`KUBECONFIG`). */
+  kubeconfig?: string
+  /** Kubernetes: running in a pod with a service account (`KUBERNETES_SERVICE_HOST`). */
+  inCluster: boolean
+  /** Read server logs from `<dir>/<user>--<server>.log` instead of Kubernetes (the local stack). */
+  logsDir?: string
+  host: string
+  port: number
+  logLevel: string
+}
+
+/** A configuration problem, reported as one line naming the variable. */
+export class ConfigError extends Error {
+  constructor(variable: string, problem: string) {
+    super(`${variable} ${problem}`)
+    this.name = 'ConfigError'
+  }
+}
+
+export const bundledServerOptionsPath = join(dirname(fileURLToPath(import.meta.url)), '..', 'config', 'server-options.json')
+// Works from the sources and from dist/, where config/ sits one level further up.
+const serverOptionsCandidates = [bundledServerOptionsPath, join(dirname(bundledServerOptionsPath), '..', '..', 'config', 'server-options.json')]
+
+const serverOptionsCheck = TypeCompiler.Compile(Type.Record(Type.String(), ServerOptionSchema))
+const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+
+type Env = Record<string, string | undefined>
+
+function value(env: Env, name: string): string | undefined {
+  const v = env[name]?.trim()
+  return v === undefined || v === '' ? undefined : v
+}
+
+function required(env: Env, name: string): string {
+  const v = value(env, name)
+  if (v === undefined) throw new ConfigError(name, 'is required but not set.')
+  return v
+}
+
+function httpUrl(name: string, raw: string): string {
+  let url: URL
+  try {
+    url = new URL(raw)
+  } catch {
+    throw new ConfigError(name, 'is not a valid URL (expected http:// or https://…).')
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new ConfigError(name, 'must be an http:// or https:// URL.')
+  }
+  return url.toString().replace(/\/+$/, '')
+}
+
+function pathPrefix(name: string, raw: string): string {
+  if (!raw.startsWith('/') || /[\s?#]/.test(raw)) {
+    throw new ConfigError(name, 'must be a URL path starting with "/".')
+  }
+  return raw.endsWith('/') ? raw : `${raw}/`
+}
+
+function integer(name: string, raw: string, min: number, max: number): number {
+  if (!/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > max) {
+    throw new ConfigError(name, `must be a whole number from ${min} to ${max}.`)
+  }
+  return Number(raw)
+}
+
+function origin(name: string, raw: string): string {
+  const url = httpUrl(name, raw)
+  const parsed = new URL(url)
+  if (parsed.pathname !== '/' || parsed.search || parsed.hash) {
+    throw new ConfigError(name, 'must be an origin only (scheme://host[:port]), without a path.')
+  }
+  return parsed.origin
+}
+
+export function loadServerOptions(name: string, path: string | undefined): ServerOptions {
+  const candidates = path ? [path] : serverOptionsCandidates
+  let text: string | undefined
+  for (const candidate of candidates) {
+    try {
+      text = readFileSync(candidate, 'utf8')
+      break
+    } catch {
+      // try the next location
+    }
+  }
+  if (text === undefined) throw new ConfigError(name, `names a file that cannot be read: ${candidates[0]}`)
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch {
+    throw new ConfigError(name, 'names a file that is not valid JSON.')
+  }
+  if (!serverOptionsCheck.Check(parsed)) {
+    const first = serverOptionsCheck.Errors(parsed).First()
+    throw new ConfigError(name, `names a file that is not valid server options: ${first?.path || '/'} ${first?.message}.`)
+  }
+  for (const [key, option] of Object.entries(parsed)) {
+    if (option.type === 'enum' && !option.options?.length) {
+      throw new ConfigError(name, `names a file whose enum option "${key}" has no options.`)
+    }
+  }
+  return parsed
+}
+
+/** Reads and checks the configuration; throws a ConfigError naming the first bad variable. */
+export function loadConfig(env: Env = process.env): Config {
+  const servicePrefix = pathPrefix('JUPYTERHUB_SERVICE_PREFIX', value(env, 'JUPYTERHUB_SERVICE_PREFIX') ?? '/services/notebooks/')
+  const hubOrigin = value(env, 'JUPYTERHUB_ORIGIN')
+  const callback = value(env, 'JUPYTERHUB_OAUTH_CALLBACK_URL')
+  const registry = value(env, 'IMAGE_REGISTRY')
+  const logLevel = value(env, 'LOG_LEVEL') ?? 'info'
+  if (!logLevels.includes(logLevel)) throw new ConfigError('LOG_LEVEL', `must be one of ${logLevels.join(', ')}.`)
+  if (registry && /[\s/]/.test(registry.replace(/^https?:\/\//, ''))) {
+    throw new ConfigError('IMAGE_REGISTRY', 'must be a registry host such as registry.example.com[:port].')
+  }
+  const logsDir = value(env, 'NOTEBOOKS_LOGS_DIR')
+  return {
+    hubApiUrl: httpUrl('JUPYTERHUB_API_URL', required(env, 'JUPYTERHUB_API_URL')),
+    hubApiToken: required(env, 'JUPYTERHUB_API_TOKEN'),
+    servicePrefix,
+    hubBaseUrl: pathPrefix('JUPYTERHUB_BASE_URL', value(env, 'JUPYTERHUB_BASE_URL') ?? '/'),
+    hubOrigin: hubOrigin ? origin('JUPYTERHUB_ORIGIN', hubOrigin) : '',
+    oauthClientId: value(env, 'JUPYTERHUB_CLIENT_ID') ?? 'service-notebooks',
+    oauthCallbackUrl: callback
+      ? callback.startsWith('/')
+        ? callback
+        : httpUrl('JUPYTERHUB_OAUTH_CALLBACK_URL', callback)
+      : `${servicePrefix}oauth_callback`,
+    gitlabUrl: httpUrl('GITLAB_URL', value(env, 'GITLAB_URL') ?? 'https://gitlab.com'),
+    imageRegistry: registry?.replace(/^https?:\/\//, '').toLowerCase(),
+    defaultImage: value(env, 'NOTEBOOKS_DEFAULT_IMAGE') ?? 'renku/singleuser:latest',
+    serverOptions: loadServerOptions('NOTEBOOKS_SERVER_OPTIONS_PATH', value(env, 'NOTEBOOKS_SERVER_OPTIONS_PATH')),
+    minAccessLevel: integer('NOTEBOOKS_MIN_ACCESS_LEVEL', value(env, 'NOTEBOOKS_MIN_ACCESS_LEVEL') ?? '30', 0, 100),
+    kubernetesNamespace: value(env, 'KUBERNETES_NAMESPACE'),
+    kubeconfig: value(env, 'KUBECONFIG'),
+    inCluster: value(env, 'KUBERNETES_SERVICE_HOST') !== undefined,
+    logsDir,
+    host: value(env, 'HOST') ?? '0.0.0.0',
+    port: integer('PORT', value(env, 'PORT') ?? '8000', 0, 65535),
+    logLevel,
+  }
+}
