@@ -1,0 +1,141 @@
+#!/bin/sh
+# Check out a GitLab repository at an exact commit for a notebook server.
+#
+# Inputs (environment):
+#   GIT_REPOSITORY_URL   http(s) clone URL, without credentials
+#   GIT_COMMIT_SHA       commit to check out (full sha)
+#   GIT_BRANCH           branch to create at that commit
+#   GIT_TARGET_DIR       work tree to create (or reuse)
+#   GIT_LFS_AUTO_FETCH   "true" to fetch LFS objects, anything else skips them
+#   GIT_ACCESS_TOKEN     the user's GitLab OAuth token; empty for public projects
+#
+# The token only ever travels in the environment of the git processes
+# (GIT_CONFIG_* -> http.extraHeader): never on a command line, in .git/config
+# or in the output.
+set -eu
+
+log() { printf 'clone-repo: %s\n' "$*"; }
+fail() {
+  printf 'clone-repo: error: %s\n' "$*" >&2
+  exit 1
+}
+
+url=${GIT_REPOSITORY_URL:-}
+sha=${GIT_COMMIT_SHA:-}
+branch=${GIT_BRANCH:-}
+target=${GIT_TARGET_DIR:-}
+lfs=${GIT_LFS_AUTO_FETCH:-false}
+token=${GIT_ACCESS_TOKEN:-}
+unset GIT_ACCESS_TOKEN
+
+[ -n "$url" ] || fail 'GIT_REPOSITORY_URL is not set'
+[ -n "$sha" ] || fail 'GIT_COMMIT_SHA is not set'
+[ -n "$branch" ] || fail 'GIT_BRANCH is not set'
+[ -n "$target" ] || fail 'GIT_TARGET_DIR is not set'
+
+case "$url" in
+  http://* | https://*) ;;
+  *) fail "GIT_REPOSITORY_URL must be an http(s) URL" ;;
+esac
+# Credentials in the URL would end up in .git/config.
+authority=${url#*://}
+authority=${authority%%/*}
+case "$authority" in
+  *@*) fail 'GIT_REPOSITORY_URL must not contain credentials' ;;
+esac
+
+case "$sha" in
+  *[!0-9a-fA-F]*) fail "GIT_COMMIT_SHA '$sha' is not a hexadecimal commit sha" ;;
+esac
+[ ${#sha} -ge 7 ] || fail "GIT_COMMIT_SHA '$sha' is too short"
+sha=$(printf '%s' "$sha" | tr 'A-F' 'a-f')
+
+git check-ref-format --branch "$branch" >/dev/null 2>&1 || fail "GIT_BRANCH '$branch' is not a valid branch name"
+
+# Tracing would print the request headers; prompting would hang without a terminal.
+unset GIT_TRACE GIT_TRACE_CURL GIT_CURL_VERBOSE GIT_TRACE_PACKET GIT_TRACE_SETUP
+export GIT_TERMINAL_PROMPT=0
+if [ -n "$token" ]; then
+  basic=$(printf 'oauth2:%s' "$token" | base64 | tr -d '\n')
+  export GIT_CONFIG_COUNT=1
+  export GIT_CONFIG_KEY_0=http.extraHeader
+  export GIT_CONFIG_VALUE_0="Authorization: Basic $basic"
+  unset basic
+fi
+unset token
+
+if [ "$lfs" != true ]; then
+  export GIT_LFS_SKIP_SMUDGE=1
+fi
+
+# Run git quietly; on failure print one line: what failed and git's last word.
+run_git() {
+  what=$1
+  shift
+  if ! out=$(git "$@" 2>&1 >/dev/null); then
+    last=$(printf '%s\n' "$out" | sed '/^[[:space:]]*$/d' | tail -n 1)
+    fail "$what${last:+: $last}"
+  fi
+}
+
+is_repo=false
+if [ -d "$target/.git" ]; then
+  is_repo=true
+  origin=$(git -C "$target" config --get remote.origin.url 2>/dev/null || true)
+  [ "$origin" = "$url" ] || fail "$target already holds a different repository"
+  head=$(git -C "$target" rev-parse -q --verify HEAD 2>/dev/null || true)
+  current=$(git -C "$target" symbolic-ref -q --short HEAD 2>/dev/null || true)
+  case "$head" in
+    "$sha"*)
+      if [ "$current" = "$branch" ]; then
+        log "$target is already at $head on $branch"
+        exit 0
+      fi
+      ;;
+  esac
+elif [ -e "$target" ] && [ -n "$(ls -A "$target" 2>/dev/null)" ]; then
+  fail "$target exists and is not empty"
+fi
+
+if [ "$is_repo" = false ]; then
+  mkdir -p "$target" || fail "cannot create $target"
+  run_git "cannot initialise $target" -C "$target" init -q
+  run_git 'cannot configure origin' -C "$target" remote add origin "$url"
+fi
+cd "$target"
+
+log "fetching $branch from $url"
+set +e
+out=$(git ls-remote --exit-code --heads origin "refs/heads/$branch" 2>&1 >/dev/null)
+rc=$?
+set -e
+if [ "$rc" -eq 2 ]; then
+  fail "branch '$branch' not found in $url"
+elif [ "$rc" -ne 0 ]; then
+  last=$(printf '%s\n' "$out" | sed '/^[[:space:]]*$/d' | tail -n 1)
+  fail "cannot read $url (not found or access denied)${last:+: $last}"
+fi
+run_git "cannot fetch branch '$branch'" fetch -q --no-tags origin "+refs/heads/$branch:refs/remotes/origin/$branch"
+
+if ! git cat-file -e "$sha^{commit}" 2>/dev/null; then
+  # Not in the branch's history: ask for the commit itself (needs a full sha).
+  git fetch -q --no-tags origin "$sha" >/dev/null 2>&1 || true
+fi
+full=$(git rev-parse -q --verify "$sha^{commit}" 2>/dev/null) || fail "commit $sha not found in $url"
+
+run_git "cannot check out $full" checkout -q -B "$branch" "$full"
+git branch -q --set-upstream-to="origin/$branch" "$branch" >/dev/null 2>&1 || true
+
+head=$(git rev-parse HEAD)
+[ "$head" = "$full" ] || fail "HEAD is $head, expected $full"
+log "checked out $branch at $full"
+
+if [ "$lfs" = true ]; then
+  if git lfs version >/dev/null 2>&1; then
+    run_git 'cannot set up git-lfs' lfs install --local
+    run_git 'cannot fetch LFS objects' lfs pull
+    log 'fetched LFS objects'
+  else
+    log 'git-lfs is not installed; LFS objects were not fetched'
+  fi
+fi
