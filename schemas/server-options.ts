@@ -5,7 +5,12 @@ const OptionValue = Type.Union([Type.String(), Type.Number(), Type.Boolean()])
 export const ServerOptionSchema = Type.Object(
   {
     displayName: Type.String(),
-    type: Type.Union([Type.Literal('enum'), Type.Literal('boolean'), Type.Literal('int'), Type.Literal('float')]),
+    type: Type.Union([
+      Type.Literal('enum'),
+      Type.Literal('boolean'),
+      Type.Literal('int'),
+      Type.Literal('float'),
+    ]),
     default: OptionValue,
     options: Type.Optional(Type.Array(OptionValue, { description: 'Allowed values of an `enum` option.' })),
     order: Type.Optional(Type.Number()),

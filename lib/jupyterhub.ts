@@ -1,0 +1,199 @@
+import { ApiError, UpstreamError } from './errors.js'
+import { HttpClient, type HttpResponse } from './http.js'
+
+/** A named server as the hub's REST API describes it. */
+export interface HubServer {
+  name: string
+  ready: boolean
+  pending: string | null
+  stopped?: boolean
+  url: string
+  started: string | null
+  last_activity: string | null
+  user_options: Record<string, unknown> | null
+  state: Record<string, unknown> | null
+}
+
+/** The hub's user model (with `auth_state` only for holders of `admin:auth_state`). */
+export interface HubUser {
+  name: string
+  admin: boolean
+  kind?: string
+  groups?: string[]
+  servers: Record<string, HubServer>
+  auth_state?: { access_token?: unknown } | null
+}
+
+/** Who a token belongs to, as `GET /user` with that token answers. */
+export interface HubIdentity {
+  name: string
+  kind: string
+  admin: boolean
+}
+
+export type StartOutcome = 'created' | 'accepted' | 'already-running' | 'already-pending'
+export type StopOutcome = 'stopped' | 'accepted' | 'missing'
+
+export interface JupyterHubClientOptions {
+  apiUrl: string
+  apiToken: string
+  timeoutMs?: number
+}
+
+const seg = encodeURIComponent
+
+function message(response: HttpResponse): string {
+  const body = response.json as { message?: unknown } | undefined
+  return typeof body?.message === 'string' ? body.message : ''
+}
+
+/** The hub's REST API, called with the service's own token (except `whoami`). */
+export class JupyterHubClient {
+  private readonly http: HttpClient
+  private readonly auth: Record<string, string>
+  /** In-flight user reads, shared by concurrent callers so a burst costs the hub one call. */
+  private readonly userReads = new Map<string, Promise<HubUser | null>>()
+
+  constructor(options: JupyterHubClientOptions) {
+    this.http = new HttpClient({
+      upstream: 'JupyterHub',
+      baseUrl: options.apiUrl,
+      timeoutMs: options.timeoutMs,
+    })
+    this.auth = { authorization: `token ${options.apiToken}` }
+  }
+
+  /** The identity behind a user's token, or null when the hub does not accept it. */
+  async whoami(token: string): Promise<HubIdentity | null> {
+    const response = await this.http.request('GET', '/user', { headers: { authorization: `token ${token}` } })
+    if (response.status === 401 || response.status === 403) return null
+    if (response.status !== 200) throw this.http.unexpected('GET', '/user', response)
+    const body = response.json as Partial<HubIdentity> | undefined
+    if (typeof body?.name !== 'string') throw this.http.unexpected('GET', '/user', response)
+    return { name: body.name, kind: body.kind ?? 'user', admin: body.admin === true }
+  }
+
+  /**
+   * The user model, with stopped servers (a named server whose spawn failed stays
+   * listed as stopped until removed). Null when the hub has no such user.
+   */
+  getUser(name: string): Promise<HubUser | null> {
+    const inFlight = this.userReads.get(name)
+    if (inFlight) return inFlight
+    const read = this.readUser(name).finally(() => {
+      if (this.userReads.get(name) === read) this.userReads.delete(name)
+    })
+    this.userReads.set(name, read)
+    return read
+  }
+
+  /** Makes later reads of this user start afresh, after a change the caller made. */
+  forget(name: string): void {
+    this.userReads.delete(name)
+  }
+
+  private async readUser(name: string): Promise<HubUser | null> {
+    const path = `/users/${seg(name)}`
+    const response = await this.http.request('GET', path, {
+      headers: this.auth,
+      query: { include_stopped_servers: 1 },
+    })
+    if (response.status === 404) return null
+    if (response.status !== 200) throw this.http.unexpected('GET', path, response)
+    const user = response.json as HubUser | undefined
+    if (typeof user?.name !== 'string') throw this.http.unexpected('GET', path, response)
+    user.servers ??= {}
+    return user
+  }
+
+  /** Asks the hub to start a named server with these user options. */
+  async startServer(
+    user: string,
+    server: string,
+    userOptions: Record<string, unknown>,
+  ): Promise<StartOutcome> {
+    const path = `/users/${seg(user)}/servers/${seg(server)}`
+    this.forget(user)
+    // Not retried: a 5xx here means the spawn itself failed.
+    const response = await this.http.request('POST', path, {
+      headers: this.auth,
+      body: userOptions,
+      retry: false,
+    })
+    this.forget(user)
+    const text = message(response)
+    switch (response.status) {
+      case 201:
+        return 'created'
+      case 202:
+        return 'accepted'
+      case 400:
+        if (/is already running/.test(text)) return 'already-running'
+        if (/is pending/.test(text)) return 'already-pending'
+        if (/maximum of \d+ named servers/.test(text)) {
+          throw new ApiError(
+            409,
+            'SERVER_LIMIT_REACHED',
+            'You already have the maximum number of servers; stop one before launching another.',
+          )
+        }
+        break
+      case 429: {
+        const retryAfter = response.headers['retry-after']
+        throw new ApiError(
+          429,
+          'TOO_MANY_SPAWNS',
+          'JupyterHub is starting too many servers right now; try again shortly.',
+          {
+            headers: {
+              'retry-after': String(Array.isArray(retryAfter) ? retryAfter[0] : (retryAfter ?? '10')),
+            },
+          },
+        )
+      }
+      case 404:
+        throw new ApiError(404, 'USER_NOT_FOUND', 'JupyterHub does not know your user.')
+      default:
+        if (
+          response.status >= 500 &&
+          response.status < 600 &&
+          response.status !== 503 &&
+          response.status !== 504
+        ) {
+          throw new UpstreamError(
+            'JupyterHub',
+            'bad_response',
+            `POST ${path} answered ${response.status}`,
+            'JupyterHub reported that the server failed to start.',
+          )
+        }
+    }
+    throw this.http.unexpected('POST', path, response)
+  }
+
+  /** Stops a named server and removes it from the user's list. */
+  async stopServer(user: string, server: string): Promise<StopOutcome> {
+    const path = `/users/${seg(user)}/servers/${seg(server)}`
+    this.forget(user)
+    // `remove` is honoured only in the JSON body, not as a query parameter.
+    const response = await this.http.request('DELETE', path, { headers: this.auth, body: { remove: true } })
+    this.forget(user)
+    if (response.status === 204) return 'stopped'
+    if (response.status === 202) return 'accepted'
+    if (response.status === 404) return 'missing'
+    if (response.status === 400 && /is pending/.test(message(response))) {
+      throw new ApiError(
+        409,
+        'SERVER_BUSY',
+        'The server is still starting or stopping and cannot be stopped yet; retry in a few seconds.',
+      )
+    }
+    throw this.http.unexpected('DELETE', path, response)
+  }
+
+  /** Throws an UpstreamError when the hub's API does not answer. */
+  async ping(): Promise<void> {
+    const response = await this.http.request('GET', '/', { timeoutMs: 3000 })
+    if (response.status !== 200) throw this.http.unexpected('GET', '/', response)
+  }
+}

@@ -1,0 +1,159 @@
+import type { ServerOptionValues } from '../schemas/server-options.js'
+import type { LaunchRequest, ServerObject } from '../schemas/servers.js'
+import type { Config } from './config.js'
+import { ApiError, UpstreamError } from './errors.js'
+import { accessLevel, type GitLabClient, type GitLabProject } from './gitlab.js'
+import type { JupyterHubClient } from './jupyterhub.js'
+import { imageExists, parseImage } from './registry.js'
+import type { ServerDirectory } from './server-directory.js'
+import { resolveServerOptions } from './server-options.js'
+import { serverName } from './servers.js'
+
+export interface LaunchResult {
+  /** 201 the server is up, 202 it is starting, 200 it already existed. */
+  status: 200 | 201 | 202
+  server: ServerObject
+}
+
+export interface LauncherOptions {
+  hub: JupyterHubClient
+  gitlab: GitLabClient
+  directory: ServerDirectory
+  config: Pick<Config, 'serverOptions' | 'minAccessLevel' | 'imageRegistry' | 'defaultImage'>
+}
+
+interface ResolvedImage {
+  image: string
+  defaultImageUsed: boolean
+}
+
+/** The launch of SPEC section 4: checks in GitLab, then one named server at the hub. */
+export class Launcher {
+  /** Launches under way, so identical concurrent requests of one user share one. */
+  private readonly inFlight = new Map<string, Promise<LaunchResult>>()
+
+  constructor(private readonly options: LauncherOptions) {}
+
+  async launch(user: string, request: LaunchRequest): Promise<LaunchResult> {
+    const { hub, gitlab, config } = this.options
+    const serverOptions = resolveServerOptions(config.serverOptions, request.serverOptions)
+    const explicitImage = request.image === undefined ? undefined : parseImage(request.image)
+    if (explicitImage === null) {
+      throw new ApiError(422, 'VALIDATION_ERROR', 'The image is not a valid image name.', {
+        fields: {
+          part: 'json',
+          errors: { image: ['is not a valid image name such as registry.example.com/ns/name:tag'] },
+        },
+      })
+    }
+
+    const token = (await hub.getUser(user))?.auth_state?.access_token
+    if (typeof token !== 'string' || token === '') {
+      throw new ApiError(
+        401,
+        'GITLAB_TOKEN_MISSING',
+        'Your GitLab login is not known to JupyterHub; please log in again.',
+      )
+    }
+    const project = await gitlab.getProject(token, `${request.namespace}/${request.project}`)
+    if (accessLevel(project) < config.minAccessLevel) {
+      throw new ApiError(
+        403,
+        'ACCESS_DENIED',
+        `Launching a server for ${project.path_with_namespace} needs at least Developer access in GitLab.`,
+      )
+    }
+    const branch = request.branch ?? project.default_branch ?? 'master'
+    const [, commitSha] = await Promise.all([
+      gitlab.requireBranch(token, project, branch),
+      gitlab.resolveCommit(token, project, request.commit_sha),
+    ])
+    const image = explicitImage
+      ? await this.requireImage(request.image as string, explicitImage, token, project)
+      : await this.projectImage(token, project, request, commitSha)
+
+    const name = serverName(request.namespace, request.project, branch, commitSha)
+    const userOptions = {
+      namespace: request.namespace,
+      project: request.project,
+      branch,
+      commit_sha: commitSha,
+      project_id: project.id,
+      notebook: request.notebook ?? null,
+      image: image.image,
+      default_image_used: image.defaultImageUsed,
+      repository: project.http_url_to_repo,
+      server_options: serverOptions,
+    }
+    const key = `${user}\n${name}`
+    const existing = this.inFlight.get(key)
+    if (existing) return existing
+    const launch = this.start(user, name, userOptions).finally(() => this.inFlight.delete(key))
+    this.inFlight.set(key, launch)
+    return launch
+  }
+
+  private async start(
+    user: string,
+    name: string,
+    userOptions: Record<string, unknown> & { server_options: ServerOptionValues },
+  ): Promise<LaunchResult> {
+    const { hub, directory } = this.options
+    hub.forget(user)
+    const current = await directory.get(user, name)
+    if (current && current.status.state !== 'failed') return { status: 200, server: current }
+    const outcome = await hub.startServer(user, name, userOptions)
+    const server = await directory.get(user, name)
+    if (!server) {
+      throw new UpstreamError(
+        'JupyterHub',
+        'bad_response',
+        `server ${name} missing after start`,
+        'JupyterHub reported that the server failed to start.',
+      )
+    }
+    const status = outcome === 'created' ? 201 : outcome === 'already-running' ? 200 : 202
+    return { status, server }
+  }
+
+  private async requireImage(
+    name: string,
+    image: NonNullable<ReturnType<typeof parseImage>>,
+    token: string,
+    project: GitLabProject,
+  ): Promise<ResolvedImage> {
+    // The user's GitLab token goes only to GitLab's own registry, never elsewhere.
+    const gitlabRegistries = [
+      this.options.config.imageRegistry,
+      registryHost(project.container_registry_image_prefix),
+    ]
+    const credentials = gitlabRegistries.includes(image.host)
+      ? { username: 'oauth2', password: token }
+      : undefined
+    if (!(await imageExists(image, credentials))) {
+      throw new ApiError(404, 'IMAGE_NOT_FOUND', `The image ${name} does not exist or you may not read it.`)
+    }
+    return { image: name, defaultImageUsed: false }
+  }
+
+  private async projectImage(
+    token: string,
+    project: GitLabProject,
+    request: LaunchRequest,
+    commitSha: string,
+  ): Promise<ResolvedImage> {
+    const { config, gitlab } = this.options
+    const prefix = config.imageRegistry
+      ? `${config.imageRegistry}/${request.namespace}/${request.project}`
+      : project.container_registry_image_prefix
+    const tag = commitSha.slice(0, 7)
+    if (prefix && (await gitlab.hasImageTag(token, project, tag))) {
+      return { image: `${prefix}:${tag}`.toLowerCase(), defaultImageUsed: false }
+    }
+    return { image: config.defaultImage, defaultImageUsed: true }
+  }
+}
+
+function registryHost(prefix: string | null | undefined): string | undefined {
+  return prefix ? prefix.split('/')[0]?.toLowerCase() : undefined
+}

@@ -1,0 +1,39 @@
+import type { ServerObject } from '../schemas/servers.js'
+import type { JupyterHubClient } from './jupyterhub.js'
+import type { PodInspector, PodView } from './pods.js'
+import { toServerObject } from './servers.js'
+
+export interface ServerDirectoryOptions {
+  hub: JupyterHubClient
+  /** Pod details from Kubernetes, when configured. */
+  pods: PodInspector | null
+  origin: string
+  baseUrl: string
+}
+
+/** A user's servers as the service shows them: the hub's list, enriched with pod details. */
+export class ServerDirectory {
+  constructor(private readonly options: ServerDirectoryOptions) {}
+
+  /** All of the user's servers, keyed by name; one hub call and at most one pod list. */
+  async list(user: string): Promise<Map<string, ServerObject>> {
+    const hubUser = await this.options.hub.getUser(user)
+    const servers = Object.values(hubUser?.servers ?? {}).filter((server) => server.name !== '')
+    let pods = new Map<string, PodView>()
+    if (this.options.pods && servers.length) {
+      const refs = servers.map((server) => {
+        const podName = server.state?.pod_name
+        return { name: server.name, ...(typeof podName === 'string' && { podName }) }
+      })
+      pods = await this.options.pods.podsForUser(user, refs)
+    }
+    const hub = { origin: this.options.origin, baseUrl: this.options.baseUrl }
+    return new Map(
+      servers.map((server) => [server.name, toServerObject(hub, user, server, pods.get(server.name))]),
+    )
+  }
+
+  async get(user: string, name: string): Promise<ServerObject | undefined> {
+    return (await this.list(user)).get(name)
+  }
+}

@@ -1,0 +1,123 @@
+import { createHash } from 'node:crypto'
+import type { ServerFilter, ServerObject } from '../schemas/servers.js'
+import type { HubServer } from './jupyterhub.js'
+import type { PodView } from './pods.js'
+
+/**
+ * The server's name: the project path cut to 54 characters, then 8 hex characters of
+ * md5(namespace + project + branch + commit_sha); at most 63 characters in all.
+ */
+export function serverName(namespace: string, project: string, branch: string, commitSha: string): string {
+  const digest = createHash('md5')
+    .update(namespace + project + branch + commitSha)
+    .digest('hex')
+  return `${project.slice(0, 54)}-${digest.slice(0, 8)}`
+}
+
+/** Where a user's named server answers: `<origin><base>user/<user>/<name>/`. */
+export function serverUrl(origin: string, baseUrl: string, user: string, name: string): string {
+  return `${origin}${baseUrl}user/${encodeURIComponent(user)}/${encodeURIComponent(name)}/`
+}
+
+const annotationKeys: Record<string, string> = {
+  namespace: 'renku.io/namespace',
+  project: 'renku.io/projectName',
+  branch: 'renku.io/branch',
+  commit_sha: 'renku.io/commit-sha',
+  project_id: 'renku.io/gitlabProjectId',
+  repository: 'renku.io/repository',
+}
+
+function text(value: unknown): string | undefined {
+  if (typeof value === 'string') return value
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value)
+  return undefined
+}
+
+/** The annotations a server's pod carries, derived from the launch's user options. */
+function annotationsOf(user: string, options: Record<string, unknown>): Record<string, string> {
+  const annotations: Record<string, string> = { 'renku.io/username': user }
+  for (const [option, key] of Object.entries(annotationKeys)) {
+    const value = text(options[option])
+    if (value !== undefined) annotations[key] = value
+  }
+  if (typeof options.default_image_used === 'boolean') {
+    annotations['renku.io/default_image_used'] = options.default_image_used ? 'True' : 'False'
+  }
+  return annotations
+}
+
+function resourcesOf(options: Record<string, unknown>): ServerObject['resources'] {
+  const chosen = (options.server_options ?? {}) as Record<string, unknown>
+  const resources: ServerObject['resources'] = {}
+  const pairs: [keyof ServerObject['resources'], string][] = [
+    ['cpu', 'cpu_request'],
+    ['memory', 'mem_request'],
+    ['storage', 'disk_request'],
+    ['gpu', 'gpu_request'],
+  ]
+  for (const [resource, option] of pairs) {
+    const value = text(chosen[option])
+    if (value !== undefined) resources[resource] = value
+  }
+  return resources
+}
+
+function statusOf(server: HubServer, pod?: PodView): ServerObject['status'] {
+  const detail = pod
+    ? {
+        phase: pod.phase,
+        ...(pod.step !== undefined && { step: pod.step }),
+        ...(pod.message !== undefined && { message: pod.message }),
+        ...(pod.reason !== undefined && { reason: pod.reason }),
+      }
+    : {}
+  if (server.pending === 'stop' || pod?.terminating) return { state: 'stopping', ready: false, ...detail }
+  if (server.stopped || (!server.ready && !server.pending)) {
+    return {
+      state: 'failed',
+      ready: false,
+      message: 'The server stopped or failed to start; stop it and launch it again.',
+      ...detail,
+    }
+  }
+  if (pod?.failed) return { state: 'failed', ready: false, ...detail }
+  if (server.ready && (!pod || pod.ready)) return { state: 'running', ready: true, ...detail }
+  return { state: 'starting', ready: false, ...detail }
+}
+
+/** The server object of SPEC section 8, from the hub's server and, where known, its pod. */
+export function toServerObject(
+  hub: { origin: string; baseUrl: string },
+  user: string,
+  server: HubServer,
+  pod?: PodView,
+): ServerObject {
+  const options = server.user_options ?? {}
+  const annotations = { ...annotationsOf(user, options), ...pickRenku(pod?.annotations) }
+  return {
+    name: server.name,
+    url: serverUrl(hub.origin, hub.baseUrl, user, server.name),
+    started: server.started,
+    image: text(options.image) ?? null,
+    annotations,
+    resources: { ...resourcesOf(options), ...pod?.resources },
+    status: statusOf(server, pod),
+    state: server.state ?? {},
+  }
+}
+
+function pickRenku(annotations: Record<string, string> | undefined): Record<string, string> {
+  return Object.fromEntries(Object.entries(annotations ?? {}).filter(([key]) => key.startsWith('renku.io/')))
+}
+
+/** Whether a server matches every given filter exactly. */
+export function matchesFilter(server: ServerObject, filter: ServerFilter): boolean {
+  const wanted: [string | undefined, string][] = [
+    [filter.namespace, 'renku.io/namespace'],
+    [filter.project, 'renku.io/projectName'],
+    [filter.branch, 'renku.io/branch'],
+    [filter.commit_sha?.toLowerCase(), 'renku.io/commit-sha'],
+  ]
+  return wanted.every(([value, key]) => value === undefined || server.annotations[key] === value)
+}

@@ -1,0 +1,69 @@
+import { createHash } from 'node:crypto'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import { LRUCache } from 'lru-cache'
+import { ApiError } from '../lib/errors.js'
+import type { HubIdentity } from '../lib/jupyterhub.js'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The caller, once `authenticate` has run. */
+    user: HubIdentity | null
+  }
+  interface FastifyInstance {
+    /** An onRequest hook that admits only callers the hub knows; sets `request.user`. */
+    authenticate: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
+  }
+}
+
+export interface HubAuthOptions {
+  /** How long the hub's answer about a token is trusted. */
+  ttlMs?: number
+  maxEntries?: number
+}
+
+const tokenHeader = /^(?:token|bearer)\s+(\S+)\s*$/i
+
+/** The token of an `Authorization: token <t>` or `Bearer <t>` header. */
+export function tokenOf(request: FastifyRequest): string | undefined {
+  const header = request.headers.authorization
+  return header ? tokenHeader.exec(header)?.[1] : undefined
+}
+
+/**
+ * Identifies callers by their JupyterHub token, asking the hub and remembering its
+ * answer briefly. Tokens are kept only as hashes.
+ * @see {@link https://jupyterhub.readthedocs.io/en/stable/reference/services.html}
+ */
+export default fp<HubAuthOptions>(
+  async (fastify, options) => {
+    const ttl = Math.min(options.ttlMs ?? 30_000, 60_000)
+    // `false` remembers a refused token for a moment, so a flood of bad tokens cannot load the hub.
+    const identities = new LRUCache<string, HubIdentity | false>({ max: options.maxEntries ?? 10_000, ttl })
+    const refusedTtl = Math.min(ttl, 5_000)
+
+    async function identify(token: string): Promise<HubIdentity | null> {
+      const key = createHash('sha256').update(token).digest('base64')
+      const known = identities.get(key)
+      if (known !== undefined) return known || null
+      const identity = await fastify.jupyterhub.whoami(token)
+      if (identity) identities.set(key, identity)
+      else identities.set(key, false, { ttl: refusedTtl })
+      return identity
+    }
+
+    fastify.decorateRequest('user', null)
+    fastify.decorate('authenticate', async (request: FastifyRequest) => {
+      const token = tokenOf(request)
+      const identity = token ? await identify(token) : null
+      if (!identity) {
+        throw new ApiError(401, 'NOT_AUTHENTICATED', 'A valid JupyterHub token or login is needed.')
+      }
+      if (identity.kind !== 'user') {
+        throw new ApiError(403, 'USERS_ONLY', 'Only JupyterHub users can have notebook servers.')
+      }
+      request.user = identity
+    })
+  },
+  { name: 'hub-auth', dependencies: ['jupyterhub'] },
+)

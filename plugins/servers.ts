@@ -1,0 +1,32 @@
+import fp from 'fastify-plugin'
+import { Launcher } from '../lib/launcher.js'
+import { LocalLogSource } from '../lib/local-logs.js'
+import type { LogSource } from '../lib/pods.js'
+import { ServerDirectory } from '../lib/server-directory.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    servers: ServerDirectory
+    launcher: Launcher
+    /** Where server logs come from; null when neither local log files nor Kubernetes are configured. */
+    logSource: LogSource | null
+  }
+}
+
+/** The users' servers: listing, launching and logs, composed from the upstream plugins. */
+export default fp(
+  async (fastify) => {
+    const { config, jupyterhub, gitlab, kubernetes } = fastify
+    const directory = new ServerDirectory({
+      hub: jupyterhub,
+      pods: kubernetes,
+      origin: config.hubOrigin,
+      baseUrl: config.hubBaseUrl,
+    })
+    fastify.decorate('servers', directory)
+    fastify.decorate('launcher', new Launcher({ hub: jupyterhub, gitlab, directory, config }))
+    const logSource: LogSource | null = config.logsDir ? new LocalLogSource(config.logsDir) : kubernetes
+    fastify.decorate('logSource', logSource)
+  },
+  { name: 'servers', dependencies: ['config', 'jupyterhub', 'gitlab', 'kubernetes'] },
+)

@@ -1,0 +1,65 @@
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+import fp from 'fastify-plugin'
+
+/**
+ * The OpenAPI 3 document, generated from the routes' schemas, and Swagger UI.
+ * Registered before any route, since it collects them as they are added.
+ * @see {@link https://github.com/fastify/fastify-swagger}
+ */
+export default fp(
+  async (fastify) => {
+    const prefix = fastify.config.servicePrefix
+    await fastify.register(swagger, {
+      openapi: {
+        openapi: '3.0.3',
+        info: {
+          title: 'renku-notebooks',
+          version: '1.0.0',
+          description:
+            'Launch Jupyter notebook servers for GitLab projects at an exact commit, then list, inspect, ' +
+            'read the logs of and stop them. Authenticate with a JupyterHub token (`Authorization: token <t>` ' +
+            'or `Bearer <t>`) or by logging in through the hub (`login`).',
+        },
+        servers: [{ url: prefix.replace(/\/$/, '') }],
+        tags: [
+          { name: 'servers', description: 'Notebook servers of the caller' },
+          { name: 'user', description: 'The caller' },
+          { name: 'auth', description: 'Login through JupyterHub' },
+          { name: 'health', description: 'Probes' },
+          { name: 'docs', description: 'This document' },
+        ],
+        components: {
+          securitySchemes: {
+            hubToken: {
+              type: 'apiKey',
+              in: 'header',
+              name: 'Authorization',
+              description: 'A JupyterHub token: `token <t>` or `Bearer <t>`.',
+            },
+            session: {
+              type: 'apiKey',
+              in: 'cookie',
+              name: 'notebooks-session',
+              description: 'The session cookie set by `oauth_callback` after logging in through the hub.',
+            },
+          },
+        },
+      },
+      // Keep shared schemas under their own names ($id) instead of def-0, def-1…
+      refResolver: {
+        buildLocalReference: (json, _baseUri, _fragment, i) =>
+          typeof json.$id === 'string' ? json.$id : `def-${i}`,
+      },
+      transform: ({ schema, url }) => ({
+        schema,
+        url: url.startsWith(prefix) ? url.slice(prefix.length - 1) : url,
+      }),
+    })
+    await fastify.register(swaggerUi, {
+      routePrefix: `${prefix}docs`,
+      uiConfig: { persistAuthorization: true },
+    })
+  },
+  { name: 'swagger', dependencies: ['config'] },
+)

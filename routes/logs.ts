@@ -1,0 +1,51 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { ApiError } from '../lib/errors.js'
+import { errors, upstreamErrors, userSecurity } from '../schemas/common.js'
+import { LogLinesSchema, LogsQuerySchema, ServerNameParams } from '../schemas/servers.js'
+
+/** The notebook container's log of one of the caller's servers. */
+const logsRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
+  fastify.get(
+    '/logs/:server_name',
+    {
+      onRequest: fastify.authenticate,
+      schema: {
+        operationId: 'getServerLogs',
+        summary: "A server's log lines",
+        description:
+          'The last `max_lines` lines (0: all), oldest first. A server whose container has not started yet ' +
+          'gives an empty list or one line explaining why.',
+        tags: ['servers'],
+        security: userSecurity,
+        params: ServerNameParams,
+        querystring: LogsQuerySchema,
+        response: {
+          200: LogLinesSchema,
+          ...errors({ 404: 'The caller has no such server.', 422: 'Invalid query.', ...upstreamErrors }),
+        },
+      },
+    },
+    async (request) => {
+      const username = request.user?.name as string
+      const serverName = request.params.server_name
+      const server = await fastify.servers.get(username, serverName)
+      if (!server) throw new ApiError(404, 'SERVER_NOT_FOUND', `You have no server named ${serverName}.`)
+      if (!fastify.logSource) {
+        throw new ApiError(
+          503,
+          'LOGS_UNAVAILABLE',
+          'No log source is configured (neither Kubernetes nor local log files).',
+        )
+      }
+      const podName = server.state.pod_name
+      return fastify.logSource.readLogs({
+        username,
+        serverName,
+        maxLines: request.query.max_lines,
+        ...(typeof podName === 'string' && { podName }),
+      })
+    },
+  )
+}
+
+export default logsRoutes

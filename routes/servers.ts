@@ -1,0 +1,148 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from '@sinclair/typebox'
+import { ApiError } from '../lib/errors.js'
+import { matchesFilter } from '../lib/servers.js'
+import { errors, upstreamErrors, userSecurity } from '../schemas/common.js'
+import {
+  DeleteQuerySchema,
+  LaunchRequestSchema,
+  ServerFilterSchema,
+  ServerListSchema,
+  ServerNameParams,
+  ServerSchema,
+} from '../schemas/servers.js'
+
+const ServerRef = Type.Ref(ServerSchema)
+
+function noSuchServer(name: string): ApiError {
+  return new ApiError(404, 'SERVER_NOT_FOUND', `You have no server named ${name}.`)
+}
+
+/** Launch, list, inspect and stop the caller's notebook servers. */
+const serversRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
+  fastify.addHook('onRequest', fastify.authenticate)
+
+  fastify.post(
+    '/servers',
+    {
+      schema: {
+        operationId: 'launchServer',
+        summary: 'Launch a notebook server for a project at a commit',
+        description:
+          'Checks the project, branch and commit in GitLab as the caller, picks the image built for the commit ' +
+          '(or the default image), and asks JupyterHub to start the server. Identical concurrent launches give one server.',
+        tags: ['servers'],
+        security: userSecurity,
+        body: LaunchRequestSchema,
+        response: {
+          200: { ...ServerRef, description: 'The server already existed.' },
+          201: { ...ServerRef, description: 'The server was started and is up.' },
+          202: { ...ServerRef, description: 'The server is starting.' },
+          ...errors({
+            403: 'The caller lacks the GitLab access level needed to launch.',
+            404: 'No such project (or not visible to the caller), branch, commit or image.',
+            409: 'The caller already has the maximum number of servers.',
+            422: 'The body is invalid (fields under `messages.json`).',
+            429: 'JupyterHub is starting too many servers; retry after `Retry-After` seconds.',
+            ...upstreamErrors,
+          }),
+        },
+      },
+    },
+    async (request, reply) => {
+      const user = request.user?.name as string
+      const { status, server } = await fastify.launcher.launch(user, request.body)
+      request.log.info({ user, server: server.name, status }, 'launch')
+      return reply.code(status).send(server)
+    },
+  )
+
+  fastify.get(
+    '/servers',
+    {
+      schema: {
+        operationId: 'listServers',
+        summary: "List the caller's servers",
+        description: 'Each filter is optional and an exact match.',
+        tags: ['servers'],
+        security: userSecurity,
+        querystring: ServerFilterSchema,
+        response: {
+          200: Type.Ref(ServerListSchema),
+          ...errors({ 422: 'Invalid query.', ...upstreamErrors }),
+        },
+      },
+    },
+    async (request) => {
+      const servers = await fastify.servers.list(request.user?.name as string)
+      const matching = [...servers.values()].filter((server) => matchesFilter(server, request.query))
+      return { servers: Object.fromEntries(matching.map((server) => [server.name, server])) }
+    },
+  )
+
+  fastify.get(
+    '/servers/:server_name',
+    {
+      schema: {
+        operationId: 'getServer',
+        summary: 'One of the caller’s servers',
+        tags: ['servers'],
+        security: userSecurity,
+        params: ServerNameParams,
+        response: { 200: ServerRef, ...errors({ 404: 'The caller has no such server.', ...upstreamErrors }) },
+      },
+    },
+    async (request) => {
+      const server = await fastify.servers.get(request.user?.name as string, request.params.server_name)
+      if (!server) throw noSuchServer(request.params.server_name)
+      return server
+    },
+  )
+
+  fastify.delete(
+    '/servers/:server_name',
+    {
+      schema: {
+        operationId: 'stopServer',
+        summary: 'Stop a server and remove it',
+        description:
+          'With `force=true`, a server the hub cannot stop has its pod deleted in Kubernetes (grace period 30 s).',
+        tags: ['servers'],
+        security: userSecurity,
+        params: ServerNameParams,
+        querystring: DeleteQuerySchema,
+        response: {
+          202: { type: 'null', description: 'The stop was accepted and is still under way.' },
+          204: { type: 'null', description: 'The server was stopped and removed.' },
+          ...errors({
+            404: 'The caller has no such server.',
+            409: 'The server is still starting and cannot be stopped yet; retry.',
+            422: 'Invalid query.',
+            ...upstreamErrors,
+          }),
+        },
+      },
+    },
+    async (request, reply) => {
+      const user = request.user?.name as string
+      const name = request.params.server_name
+      const server = await fastify.servers.get(user, name)
+      if (!server) throw noSuchServer(name)
+      let outcome: Awaited<ReturnType<typeof fastify.jupyterhub.stopServer>>
+      try {
+        outcome = await fastify.jupyterhub.stopServer(user, name)
+      } catch (err) {
+        const podName = server.state.pod_name
+        if (!request.query.force || !fastify.kubernetes || typeof podName !== 'string') throw err
+        request.log.warn({ user, server: name }, 'the hub could not stop the server; deleting its pod')
+        await fastify.kubernetes.deletePod(podName)
+        return reply.code(202).send()
+      }
+      if (outcome === 'missing') throw noSuchServer(name)
+      request.log.info({ user, server: name, outcome }, 'stop')
+      return reply.code(outcome === 'stopped' ? 204 : 202).send()
+    },
+  )
+}
+
+export default serversRoutes

@@ -1,0 +1,24 @@
+import closeWithGrace from 'close-with-grace'
+import { buildApp } from './app.js'
+import { ConfigError, loadConfig } from './lib/config.js'
+
+let config: ReturnType<typeof loadConfig>
+try {
+  config = loadConfig()
+} catch (err) {
+  if (!(err instanceof ConfigError)) throw err
+  // One line naming the variable; never its value, which may be a secret.
+  process.stderr.write(`renku-notebooks cannot start: ${err.message}\n`)
+  process.exit(1)
+}
+
+const app = await buildApp(config)
+
+// On SIGTERM (a rolling update) stop accepting connections and let in-flight requests finish.
+closeWithGrace({ delay: 25_000 }, async ({ signal, err }) => {
+  if (err) app.log.error({ err }, 'closing after an error')
+  else app.log.info({ signal }, 'closing')
+  await app.close()
+})
+
+await app.listen({ host: config.host, port: config.port })
