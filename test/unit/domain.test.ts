@@ -1,0 +1,229 @@
+import { createHash } from 'node:crypto'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import { ConfigError, loadConfig } from '../../lib/config.js'
+import type { ApiError } from '../../lib/errors.js'
+import { parseImage } from '../../lib/registry.js'
+import { parseBytes, resolveServerOptions } from '../../lib/server-options.js'
+import { matchesFilter, serverName, toServerObject } from '../../lib/servers.js'
+
+const required = { JUPYTERHUB_API_URL: 'http://hub:8081/hub/api', JUPYTERHUB_API_TOKEN: 'secret-token-value' }
+
+t.test('configuration', async (t) => {
+  const config = loadConfig(required)
+  t.equal(config.hubApiUrl, 'http://hub:8081/hub/api')
+  t.equal(config.servicePrefix, '/services/notebooks/')
+  t.equal(config.hubBaseUrl, '/')
+  t.equal(config.gitlabUrl, 'https://gitlab.com')
+  t.equal(config.defaultImage, 'renku/singleuser:latest')
+  t.equal(config.minAccessLevel, 30)
+  t.equal(config.port, 8000)
+  t.equal(config.host, '0.0.0.0')
+  t.equal(config.oauthCallbackUrl, '/services/notebooks/oauth_callback')
+  t.same(Object.keys(config.serverOptions), [
+    'defaultUrl',
+    'cpu_request',
+    'mem_request',
+    'disk_request',
+    'gpu_request',
+    'lfs_auto_fetch',
+  ])
+  t.equal(loadConfig({ ...required, JUPYTERHUB_SERVICE_PREFIX: '/x' }).servicePrefix, '/x/')
+
+  const bad: [Record<string, string>, RegExp][] = [
+    [{ JUPYTERHUB_API_TOKEN: 't' }, /^JUPYTERHUB_API_URL is required/],
+    [{ JUPYTERHUB_API_URL: 'http://hub/hub/api' }, /^JUPYTERHUB_API_TOKEN is required/],
+    [{ ...required, JUPYTERHUB_API_URL: 'not a url' }, /^JUPYTERHUB_API_URL is not a valid URL/],
+    [{ ...required, GITLAB_URL: 'ftp://gitlab' }, /^GITLAB_URL must be an http/],
+    [{ ...required, PORT: 'eighty' }, /^PORT must be a whole number/],
+    [{ ...required, PORT: '70000' }, /^PORT must be a whole number/],
+    [{ ...required, NOTEBOOKS_MIN_ACCESS_LEVEL: '-1' }, /^NOTEBOOKS_MIN_ACCESS_LEVEL/],
+    [
+      { ...required, JUPYTERHUB_ORIGIN: 'https://hub.example.com/path' },
+      /^JUPYTERHUB_ORIGIN must be an origin/,
+    ],
+    [{ ...required, LOG_LEVEL: 'loud' }, /^LOG_LEVEL must be one of/],
+    [
+      { ...required, NOTEBOOKS_SERVER_OPTIONS_PATH: '/nonexistent/options.json' },
+      /^NOTEBOOKS_SERVER_OPTIONS_PATH names a file that cannot be read/,
+    ],
+  ]
+  const dir = mkdtempSync(join(tmpdir(), 'options-'))
+  writeFileSync(join(dir, 'broken.json'), '{"cpu_request": ')
+  writeFileSync(
+    join(dir, 'wrong.json'),
+    '{"cpu_request": {"displayName": "CPUs", "type": "slider", "default": 1}}',
+  )
+  bad.push([{ ...required, NOTEBOOKS_SERVER_OPTIONS_PATH: join(dir, 'broken.json') }, /not valid JSON/])
+  bad.push([
+    { ...required, NOTEBOOKS_SERVER_OPTIONS_PATH: join(dir, 'wrong.json') },
+    /not valid server options: \/cpu_request/,
+  ])
+  for (const [env, message] of bad) {
+    const error = t.throws(() => loadConfig(env)) as unknown as Error
+    t.ok(error instanceof ConfigError, `${Object.keys(env).at(-1)} is a ConfigError`)
+    t.match(error.message, message)
+    t.notMatch(error.message, /secret-token-value/, 'never prints the token')
+    t.notMatch(error.message, /\n/, 'one line')
+  }
+})
+
+t.test(
+  'server name: project[:54]-md5(namespace+project+branch+sha)[:8], at most 63 characters',
+  async (t) => {
+    const sha = 'a'.repeat(40)
+    const digest = createHash('md5').update(`groupmy-projectmaster${sha}`).digest('hex').slice(0, 8)
+    t.equal(serverName('group', 'my-project', 'master', sha), `my-project-${digest}`)
+    const long = serverName('g', 'p'.repeat(100), 'main', sha)
+    t.equal(long.length, 63)
+    t.match(long, /^p{54}-[0-9a-f]{8}$/)
+    t.not(serverName('g', 'p', 'main', sha), serverName('g', 'p', 'dev', sha), 'the branch is part of it')
+  },
+)
+
+t.test('server options: defaults, types without coercion, ranges', async (t) => {
+  const options = loadConfig(required).serverOptions
+  t.same(resolveServerOptions(options, {}), {
+    defaultUrl: '/lab',
+    cpu_request: 0.5,
+    mem_request: '1G',
+    disk_request: '1G',
+    gpu_request: 0,
+    lfs_auto_fetch: false,
+  })
+  t.equal(resolveServerOptions(options, { cpu_request: 1 }).cpu_request, 1)
+  t.equal(resolveServerOptions(options, { lfs_auto_fetch: true }).lfs_auto_fetch, true)
+
+  const refused: [Record<string, unknown>, string][] = [
+    [{ cpu_request: '1.0' }, 'serverOptions.cpu_request'],
+    [{ cpu_request: 4 }, 'serverOptions.cpu_request'],
+    [{ mem_request: '3G' }, 'serverOptions.mem_request'],
+    [{ lfs_auto_fetch: 'yes' }, 'serverOptions.lfs_auto_fetch'],
+    [{ turbo: true }, 'serverOptions.turbo'],
+  ]
+  for (const [posted, field] of refused) {
+    const error = t.throws(() => resolveServerOptions(options, posted)) as unknown as ApiError
+    t.equal(error.statusCode, 422)
+    t.equal(error.toBody().code, 'INVALID_SERVER_OPTIONS')
+    t.ok(error.toBody().messages.json?.[field], `${field} is named`)
+  }
+
+  const ranged = {
+    mem_request: {
+      displayName: 'Memory',
+      type: 'enum' as const,
+      default: '1G',
+      options: ['1G'],
+      allow_any_value: true,
+      value_range: { type: 'bytes' as const, min: '1G', max: '4Gi' },
+    },
+    threads: { displayName: 'Threads', type: 'int' as const, default: 1 },
+    share: {
+      displayName: 'Share',
+      type: 'float' as const,
+      default: 0.5,
+      value_range: { type: 'number' as const, min: 0, max: 1 },
+    },
+  }
+  t.equal(resolveServerOptions(ranged, { mem_request: '4G' }).mem_request, '4G')
+  t.equal(resolveServerOptions(ranged, { mem_request: '4Gi' }).mem_request, '4Gi')
+  t.throws(() => resolveServerOptions(ranged, { mem_request: '5G' }), 'above 4Gi')
+  t.throws(() => resolveServerOptions(ranged, { mem_request: '512M' }), 'below 1G')
+  t.equal(resolveServerOptions(ranged, { threads: 8 }).threads, 8)
+  t.throws(() => resolveServerOptions(ranged, { threads: 1.5 }), 'int must be whole')
+  t.throws(() => resolveServerOptions(ranged, { threads: -1 }), 'no negative numbers')
+  t.throws(() => resolveServerOptions(ranged, { share: 2 }), 'outside value_range')
+  t.equal(parseBytes('1G'), 1e9)
+  t.equal(parseBytes('1Gi'), 2 ** 30)
+  t.equal(parseBytes('lots'), null)
+})
+
+t.test('image names are parsed as Docker does', async (t) => {
+  t.same(parseImage('registry.example.com/ns/p:abc1234'), {
+    host: 'registry.example.com',
+    repository: 'ns/p',
+    reference: 'abc1234',
+  })
+  t.same(parseImage('127.0.0.1:5000/a/b'), { host: '127.0.0.1:5000', repository: 'a/b', reference: 'latest' })
+  t.same(parseImage('python:3.11'), { host: 'docker.io', repository: 'library/python', reference: '3.11' })
+  t.same(parseImage('renku/singleuser:latest'), {
+    host: 'docker.io',
+    repository: 'renku/singleuser',
+    reference: 'latest',
+  })
+  t.equal(parseImage('UPPER/case'), null)
+  t.equal(parseImage('a b'), null)
+  t.equal(parseImage('ns/p@sha256:short'), null)
+})
+
+t.test('server object from the hub server', async (t) => {
+  const sha = 'b'.repeat(40)
+  const hubServer = {
+    name: 'demo-12345678',
+    ready: true,
+    pending: null,
+    url: '/user/alice/demo-12345678/',
+    started: '2026-01-01T10:00:00.000000Z',
+    last_activity: null,
+    state: { pid: 42 },
+    user_options: {
+      namespace: 'ns',
+      project: 'demo',
+      branch: 'master',
+      commit_sha: sha,
+      project_id: 42,
+      image: 'renku/singleuser:latest',
+      default_image_used: true,
+      repository: 'https://gitlab.example.com/ns/demo.git',
+      server_options: { cpu_request: 0.5, mem_request: '1G', disk_request: '1G', gpu_request: 0 },
+    },
+  }
+  const server = toServerObject({ origin: 'https://hub.example.com', baseUrl: '/' }, 'alice', hubServer)
+  t.equal(server.url, 'https://hub.example.com/user/alice/demo-12345678/')
+  t.same(server.annotations, {
+    'renku.io/username': 'alice',
+    'renku.io/namespace': 'ns',
+    'renku.io/projectName': 'demo',
+    'renku.io/branch': 'master',
+    'renku.io/commit-sha': sha,
+    'renku.io/gitlabProjectId': '42',
+    'renku.io/repository': 'https://gitlab.example.com/ns/demo.git',
+    'renku.io/default_image_used': 'True',
+  })
+  t.same(server.resources, { cpu: '0.5', memory: '1G', storage: '1G', gpu: '0' })
+  t.same(server.status, { state: 'running', ready: true })
+  t.equal(
+    toServerObject({ origin: '', baseUrl: '/' }, 'alice', { ...hubServer, ready: false, pending: 'spawn' })
+      .status.state,
+    'starting',
+  )
+  t.equal(
+    toServerObject({ origin: '', baseUrl: '/' }, 'alice', { ...hubServer, ready: false, pending: 'stop' })
+      .status.state,
+    'stopping',
+  )
+  t.equal(
+    toServerObject({ origin: '', baseUrl: '/' }, 'alice', { ...hubServer, ready: false, stopped: true })
+      .status.state,
+    'failed',
+  )
+  const pod = {
+    name: 'jupyter-alice',
+    phase: 'Running',
+    ready: false,
+    terminating: false,
+    failed: false,
+    annotations: {},
+    labels: {},
+  }
+  const notReady = toServerObject({ origin: '', baseUrl: '/' }, 'alice', hubServer, pod)
+  t.same(
+    notReady.status,
+    { state: 'starting', ready: false, phase: 'Running' },
+    'hub ready, pod not ready: starting',
+  )
+  t.ok(matchesFilter(server, { namespace: 'ns', commit_sha: sha.toUpperCase() }))
+  t.notOk(matchesFilter(server, { branch: 'dev' }))
+})
