@@ -3,6 +3,12 @@ import { join } from 'node:path'
 import { UpstreamError } from './errors.js'
 import type { LogRequest, LogSource } from './pods.js'
 
+/** A file name part from a user-controlled name, as the local spawner writes it: never outside the directory. */
+export function fileSafe(name: string): string {
+  const cleaned = name.replace(/[^A-Za-z0-9._-]/g, '_')
+  return cleaned === '' || cleaned === '.' || cleaned === '..' ? '_' : cleaned
+}
+
 /**
  * Server logs from files, as the local stack's spawner writes them:
  * `<dir>/<user>--<server>.log`.
@@ -13,8 +19,7 @@ export class LocalLogSource implements LogSource {
   constructor(private readonly dir: string) {}
 
   async readLogs({ username, serverName, maxLines }: LogRequest): Promise<string[]> {
-    // encodeURIComponent keeps a name from reaching outside the directory.
-    const file = join(this.dir, `${encodeURIComponent(username)}--${encodeURIComponent(serverName)}.log`)
+    const file = join(this.dir, `${fileSafe(username)}--${fileSafe(serverName)}.log`)
     let text: string
     try {
       text = await readFile(file, 'utf8')
