@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { Type } from '@sinclair/typebox'
+import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { ServerOptionSchema, type ServerOptions } from '../schemas/server-options.js'
 
 /** The service's configuration, read from the environment (SPEC section 2). */
@@ -32,6 +32,8 @@ export interface Config {
   inCluster: boolean
   /** Read server logs from `<dir>/<user>--<server>.log` instead of Kubernetes (the local stack). */
   logsDir?: string
+  /** How long any upstream call may take (`NOTEBOOKS_UPSTREAM_TIMEOUT`, seconds). */
+  upstreamTimeoutMs: number
   host: string
   port: number
   logLevel: string
@@ -45,9 +47,17 @@ export class ConfigError extends Error {
   }
 }
 
-export const bundledServerOptionsPath = join(dirname(fileURLToPath(import.meta.url)), '..', 'config', 'server-options.json')
+export const bundledServerOptionsPath = join(
+  dirname(fileURLToPath(import.meta.url)),
+  '..',
+  'config',
+  'server-options.json',
+)
 // Works from the sources and from dist/, where config/ sits one level further up.
-const serverOptionsCandidates = [bundledServerOptionsPath, join(dirname(bundledServerOptionsPath), '..', '..', 'config', 'server-options.json')]
+const serverOptionsCandidates = [
+  bundledServerOptionsPath,
+  join(dirname(bundledServerOptionsPath), '..', '..', 'config', 'server-options.json'),
+]
 
 const serverOptionsCheck = TypeCompiler.Compile(Type.Record(Type.String(), ServerOptionSchema))
 const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
@@ -121,7 +131,10 @@ export function loadServerOptions(name: string, path: string | undefined): Serve
   }
   if (!serverOptionsCheck.Check(parsed)) {
     const first = serverOptionsCheck.Errors(parsed).First()
-    throw new ConfigError(name, `names a file that is not valid server options: ${first?.path || '/'} ${first?.message}.`)
+    throw new ConfigError(
+      name,
+      `names a file that is not valid server options: ${first?.path || '/'} ${first?.message}.`,
+    )
   }
   for (const [key, option] of Object.entries(parsed)) {
     if (option.type === 'enum' && !option.options?.length) {
@@ -133,12 +146,16 @@ export function loadServerOptions(name: string, path: string | undefined): Serve
 
 /** Reads and checks the configuration; throws a ConfigError naming the first bad variable. */
 export function loadConfig(env: Env = process.env): Config {
-  const servicePrefix = pathPrefix('JUPYTERHUB_SERVICE_PREFIX', value(env, 'JUPYTERHUB_SERVICE_PREFIX') ?? '/services/notebooks/')
+  const servicePrefix = pathPrefix(
+    'JUPYTERHUB_SERVICE_PREFIX',
+    value(env, 'JUPYTERHUB_SERVICE_PREFIX') ?? '/services/notebooks/',
+  )
   const hubOrigin = value(env, 'JUPYTERHUB_ORIGIN')
   const callback = value(env, 'JUPYTERHUB_OAUTH_CALLBACK_URL')
   const registry = value(env, 'IMAGE_REGISTRY')
   const logLevel = value(env, 'LOG_LEVEL') ?? 'info'
-  if (!logLevels.includes(logLevel)) throw new ConfigError('LOG_LEVEL', `must be one of ${logLevels.join(', ')}.`)
+  if (!logLevels.includes(logLevel))
+    throw new ConfigError('LOG_LEVEL', `must be one of ${logLevels.join(', ')}.`)
   if (registry && /[\s/]/.test(registry.replace(/^https?:\/\//, ''))) {
     throw new ConfigError('IMAGE_REGISTRY', 'must be a registry host such as registry.example.com[:port].')
   }
@@ -158,12 +175,22 @@ export function loadConfig(env: Env = process.env): Config {
     gitlabUrl: httpUrl('GITLAB_URL', value(env, 'GITLAB_URL') ?? 'https://gitlab.com'),
     imageRegistry: registry?.replace(/^https?:\/\//, '').toLowerCase(),
     defaultImage: value(env, 'NOTEBOOKS_DEFAULT_IMAGE') ?? 'renku/singleuser:latest',
-    serverOptions: loadServerOptions('NOTEBOOKS_SERVER_OPTIONS_PATH', value(env, 'NOTEBOOKS_SERVER_OPTIONS_PATH')),
-    minAccessLevel: integer('NOTEBOOKS_MIN_ACCESS_LEVEL', value(env, 'NOTEBOOKS_MIN_ACCESS_LEVEL') ?? '30', 0, 100),
+    serverOptions: loadServerOptions(
+      'NOTEBOOKS_SERVER_OPTIONS_PATH',
+      value(env, 'NOTEBOOKS_SERVER_OPTIONS_PATH'),
+    ),
+    minAccessLevel: integer(
+      'NOTEBOOKS_MIN_ACCESS_LEVEL',
+      value(env, 'NOTEBOOKS_MIN_ACCESS_LEVEL') ?? '30',
+      0,
+      100,
+    ),
     kubernetesNamespace: value(env, 'KUBERNETES_NAMESPACE'),
     kubeconfig: value(env, 'KUBECONFIG'),
     inCluster: value(env, 'KUBERNETES_SERVICE_HOST') !== undefined,
     logsDir,
+    upstreamTimeoutMs:
+      1000 * integer('NOTEBOOKS_UPSTREAM_TIMEOUT', value(env, 'NOTEBOOKS_UPSTREAM_TIMEOUT') ?? '10', 1, 600),
     host: value(env, 'HOST') ?? '0.0.0.0',
     port: integer('PORT', value(env, 'PORT') ?? '8000', 0, 65535),
     logLevel,

@@ -19,7 +19,10 @@ export interface LauncherOptions {
   hub: JupyterHubClient
   gitlab: GitLabClient
   directory: ServerDirectory
-  config: Pick<Config, 'serverOptions' | 'minAccessLevel' | 'imageRegistry' | 'defaultImage'>
+  config: Pick<
+    Config,
+    'serverOptions' | 'minAccessLevel' | 'imageRegistry' | 'defaultImage' | 'upstreamTimeoutMs'
+  >
 }
 
 interface ResolvedImage {
@@ -130,7 +133,7 @@ export class Launcher {
     const credentials = gitlabRegistries.includes(image.host)
       ? { username: 'oauth2', password: token }
       : undefined
-    if (!(await imageExists(image, credentials))) {
+    if (!(await imageExists(image, credentials, this.options.config.upstreamTimeoutMs))) {
       throw new ApiError(404, 'IMAGE_NOT_FOUND', `The image ${name} does not exist or you may not read it.`)
     }
     return { image: name, defaultImageUsed: false }

@@ -76,11 +76,12 @@ function bearerChallenge(header: string | string[] | undefined): Record<string, 
 export async function imageExists(
   image: ImageReference,
   credentials?: { username: string; password: string },
+  timeoutMs = 10_000,
 ): Promise<boolean> {
   const registry = new HttpClient({
     upstream: 'the image registry',
     baseUrl: registryBase(image.host),
-    timeoutMs: 10_000,
+    timeoutMs,
   })
   const path = `/v2/${image.repository}/manifests/${image.reference}`
   const headers = { accept: manifestTypes }
@@ -99,7 +100,7 @@ export async function imageExists(
   const tokenService = new HttpClient({
     upstream: 'the image registry',
     baseUrl: realm.origin,
-    timeoutMs: 10_000,
+    timeoutMs,
   })
   const auth = credentials
     ? {

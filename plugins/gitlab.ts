@@ -13,7 +13,10 @@ declare module 'fastify' {
  */
 export default fp(
   async (fastify) => {
-    fastify.decorate('gitlab', new GitLabClient({ url: fastify.config.gitlabUrl }))
+    fastify.decorate(
+      'gitlab',
+      new GitLabClient({ url: fastify.config.gitlabUrl, timeoutMs: fastify.config.upstreamTimeoutMs }),
+    )
   },
   { name: 'gitlab', dependencies: ['config'] },
 )

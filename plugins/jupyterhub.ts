@@ -13,8 +13,11 @@ declare module 'fastify' {
  */
 export default fp(
   async (fastify) => {
-    const { hubApiUrl, hubApiToken } = fastify.config
-    fastify.decorate('jupyterhub', new JupyterHubClient({ apiUrl: hubApiUrl, apiToken: hubApiToken }))
+    const { hubApiUrl, hubApiToken, upstreamTimeoutMs } = fastify.config
+    fastify.decorate(
+      'jupyterhub',
+      new JupyterHubClient({ apiUrl: hubApiUrl, apiToken: hubApiToken, timeoutMs: upstreamTimeoutMs }),
+    )
   },
   { name: 'jupyterhub', dependencies: ['config'] },
 )
