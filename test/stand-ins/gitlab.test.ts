@@ -1,0 +1,359 @@
+import { execFile } from 'node:child_process'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { promisify } from 'node:util'
+import t from 'tap'
+import { createWorld } from '../support/fixtures.js'
+import { startGitLab } from './gitlab.js'
+
+const execFileAsync = promisify(execFile)
+
+const dir = await mkdtemp(path.join(tmpdir(), 'gitlab-test-'))
+const world = await createWorld(dir)
+const gitlab = await startGitLab(world)
+t.teardown(async () => {
+  await gitlab.close()
+  await rm(dir, { recursive: true, force: true })
+})
+
+const { developer, guest, outsider, maintainer } = world.users
+const sha = world.commits.demo
+
+interface Answer {
+  status: number
+  // biome-ignore lint/suspicious/noExplicitAny: JSON of many shapes, checked by the assertions
+  body: any
+  headers: Headers
+}
+
+async function call(url: string, init: RequestInit & { token?: string } = {}): Promise<Answer> {
+  const headers = new Headers(init.headers)
+  if (init.token) headers.set('authorization', `Bearer ${init.token}`)
+  const res = await fetch(url, { ...init, headers })
+  const text = await res.text()
+  let body: unknown = text
+  try {
+    body = JSON.parse(text)
+  } catch {
+    // plain text
+  }
+  return { status: res.status, body, headers: res.headers }
+}
+
+const api = (p: string, token?: string) => call(`${gitlab.url}/api/v4${p}`, { token })
+const demo = encodeURIComponent('demo-group/demo-project')
+const notebook = encodeURIComponent('science/lab/public-notebook')
+
+t.test('current user and token failures', async (t) => {
+  const me = await api('/user', developer.token)
+  t.equal(me.status, 200)
+  t.match(me.body, { id: developer.id, username: 'developer', email: developer.email })
+
+  const viaHeader = await call(`${gitlab.url}/api/v4/user`, {
+    headers: { 'private-token': maintainer.token },
+  })
+  t.equal(viaHeader.body.username, 'maintainer', 'PRIVATE-TOKEN header')
+
+  t.same((await api('/user')).body, { message: '401 Unauthorized' }, 'anonymous /user')
+  const unknown = await api(`/projects/${demo}`, 'glpat-unknown')
+  t.equal(unknown.status, 401)
+  t.same(unknown.body, { message: '401 Unauthorized' })
+
+  const revoked = await api('/projects/202', world.revokedToken)
+  t.equal(revoked.status, 401, 'revoked token is 401 even for a public project')
+  t.equal(revoked.body.error, 'invalid_token')
+  t.match(revoked.body.error_description, /revoked/)
+  t.match(revoked.headers.get('www-authenticate'), /^Bearer .*error="invalid_token"/)
+})
+
+t.test('projects by id and by encoded path', async (t) => {
+  const byPath = await api(`/projects/${demo}`, developer.token)
+  t.equal(byPath.status, 200)
+  t.match(byPath.body, {
+    id: 101,
+    path: 'demo-project',
+    path_with_namespace: 'demo-group/demo-project',
+    default_branch: 'master',
+    visibility: 'private',
+    http_url_to_repo: `${gitlab.url}/demo-group/demo-project.git`,
+    web_url: `${gitlab.url}/demo-group/demo-project`,
+    namespace: { id: 7, path: 'demo-group', full_path: 'demo-group', kind: 'group' },
+    container_registry_image_prefix: `${gitlab.registryHost}/demo-group/demo-project`,
+    permissions: { project_access: { access_level: 30 }, group_access: null },
+  })
+  const byId = await api('/projects/101', developer.token)
+  t.same(byId.body, byPath.body, 'numeric id gives the same project')
+
+  const nested = await api(`/projects/${notebook}`, developer.token)
+  t.match(nested.body, {
+    id: 202,
+    default_branch: 'main',
+    visibility: 'public',
+    namespace: { full_path: 'science/lab' },
+    permissions: { project_access: null, group_access: { access_level: 30 } },
+  })
+
+  const unencoded = await api('/projects/demo-group/demo-project', developer.token)
+  t.equal(unencoded.status, 404)
+  t.same(unencoded.body, { message: '404 Not Found' }, 'an unencoded / misses every route')
+
+  t.match((await api(`/projects/${demo}`, guest.token)).body.permissions, {
+    project_access: { access_level: 10 },
+    group_access: null,
+  })
+  t.match((await api(`/projects/${demo}`, maintainer.token)).body.permissions, {
+    project_access: null,
+    group_access: { access_level: 40 },
+  })
+  t.same((await api(`/projects/${notebook}`, outsider.token)).body.permissions, {
+    project_access: null,
+    group_access: null,
+  })
+
+  for (const [who, token] of [
+    ['outsider', outsider.token],
+    ['anonymous', undefined],
+  ] as const) {
+    const hidden = await api(`/projects/${demo}`, token)
+    t.equal(hidden.status, 404, `${who} cannot see the private project`)
+    t.same(hidden.body, { message: '404 Project Not Found' })
+  }
+  const anonymousPublic = await api(`/projects/${notebook}`)
+  t.equal(anonymousPublic.status, 200, 'anonymous sees the public project')
+  t.notOk('permissions' in anonymousPublic.body, 'no permissions without a user')
+  t.same((await api('/projects/999', developer.token)).body, { message: '404 Project Not Found' })
+})
+
+t.test('branches and commits come from the repository', async (t) => {
+  const master = await api(`/projects/${demo}/repository/branches/master`, developer.token)
+  t.equal(master.status, 200)
+  t.match(master.body, { name: 'master', default: true, commit: { id: sha.masterSecond } })
+  const feature = await api('/projects/101/repository/branches/feature', developer.token)
+  t.match(feature.body, {
+    name: 'feature',
+    default: false,
+    commit: { id: sha.feature, parent_ids: [sha.masterFirst] },
+  })
+
+  const missing = await api(
+    `/projects/${demo}/repository/branches/${encodeURIComponent('no/such')}`,
+    developer.token,
+  )
+  t.equal(missing.status, 404)
+  t.same(missing.body, { message: '404 Branch Not Found' })
+  t.equal((await api(`/projects/${demo}/repository/branches/a..b`, developer.token)).status, 400)
+
+  const full = await api(`/projects/${demo}/repository/commits/${sha.masterFirst}`, developer.token)
+  t.equal(full.status, 200)
+  t.match(full.body, {
+    id: sha.masterFirst,
+    short_id: sha.masterFirst.slice(0, 11),
+    title: 'Initial project',
+    author_name: 'Renku Tester',
+    parent_ids: [],
+  })
+  const short = await api(
+    `/projects/${demo}/repository/commits/${sha.masterFirst.slice(0, 7)}`,
+    developer.token,
+  )
+  t.equal(short.body.id, sha.masterFirst, 'abbreviated sha resolves')
+  const byBranch = await api(`/projects/${demo}/repository/commits/master`, developer.token)
+  t.equal(byBranch.body.id, sha.masterSecond, 'a branch name resolves to its head')
+
+  const unknown = await api(`/projects/${demo}/repository/commits/${'0'.repeat(40)}`, developer.token)
+  t.equal(unknown.status, 404)
+  t.same(unknown.body, { message: '404 Commit Not Found' })
+
+  const asGuest = await api(`/projects/${demo}/repository/commits/${sha.masterFirst}`, guest.token)
+  t.equal(asGuest.status, 403, 'a Guest may not read the code of a private project')
+  t.same(asGuest.body, { message: '403 Forbidden' })
+  t.equal((await api(`/projects/${demo}/repository/branches/master`, guest.token)).status, 403)
+  t.equal((await api(`/projects/${demo}/repository/commits/master`, outsider.token)).status, 404)
+
+  const publicCommit = await api(`/projects/${notebook}/repository/commits/${world.commits.notebook.main}`)
+  t.equal(publicCommit.status, 200, 'anonymous reads public code')
+})
+
+t.test('registry API: repositories and tags', async (t) => {
+  const repos = await api(`/projects/${demo}/registry/repositories`, developer.token)
+  t.equal(repos.status, 200)
+  t.equal(repos.body.length, 1)
+  const root = repos.body[0]
+  t.match(root, { name: '', path: 'demo-group/demo-project', project_id: 101 })
+  t.equal(root.location, `${gitlab.registryHost}/demo-group/demo-project`)
+
+  const tag = sha.masterFirst.slice(0, 7)
+  const found = await api(`/projects/${demo}/registry/repositories/${root.id}/tags/${tag}`, developer.token)
+  t.equal(found.status, 200)
+  t.match(found.body, { name: tag, path: `demo-group/demo-project:${tag}`, digest: /^sha256:/ })
+
+  const none = await api(
+    `/projects/${demo}/registry/repositories/${root.id}/tags/${sha.masterSecond.slice(0, 7)}`,
+    developer.token,
+  )
+  t.equal(none.status, 404, 'a commit with no image')
+  t.same(none.body, { message: '404 Tag Not Found' })
+
+  t.same((await api(`/projects/${demo}/registry/repositories/1/tags/${tag}`, developer.token)).body, {
+    message: '404 Not found',
+  })
+  t.equal((await api(`/projects/${demo}/registry/repositories`, guest.token)).status, 403)
+  t.equal((await api(`/projects/${demo}/registry/repositories`, outsider.token)).status, 404)
+})
+
+t.test('registry: token flow and manifests', async (t) => {
+  const registry = `http://${gitlab.registryHost}`
+  const name = 'demo-group/demo-project'
+  const tag = sha.masterFirst.slice(0, 7)
+
+  const base = await call(`${registry}/v2/`)
+  t.equal(base.status, 401)
+  t.equal(
+    base.headers.get('www-authenticate'),
+    `Bearer realm="${gitlab.url}/jwt/auth",service="container_registry"`,
+  )
+
+  const noToken = await call(`${registry}/v2/${name}/manifests/${tag}`)
+  t.equal(noToken.status, 401)
+  const challenge = noToken.headers.get('www-authenticate') ?? ''
+  t.equal(
+    challenge,
+    `Bearer realm="${gitlab.url}/jwt/auth",service="container_registry",scope="repository:${name}:pull"`,
+  )
+  t.same(noToken.body, {
+    errors: [
+      {
+        code: 'UNAUTHORIZED',
+        message: 'authentication required',
+        detail: [{ Type: 'repository', Name: name, Action: 'pull' }],
+      },
+    ],
+  })
+
+  const tokenFor = async (gitlabToken: string | undefined, repo = name) => {
+    const headers: Record<string, string> = {}
+    if (gitlabToken)
+      headers.authorization = `Basic ${Buffer.from(`oauth2:${gitlabToken}`).toString('base64')}`
+    const res = await call(
+      `${gitlab.url}/jwt/auth?service=container_registry&scope=${encodeURIComponent(`repository:${repo}:pull`)}`,
+      { headers },
+    )
+    t.equal(res.status, 200, 'token endpoint answers')
+    return res.body.token as string
+  }
+
+  const dev = await tokenFor(developer.token)
+  const manifest = await call(`${registry}/v2/${name}/manifests/${tag}`, { token: dev })
+  t.equal(manifest.status, 200)
+  t.equal(manifest.headers.get('content-type'), 'application/vnd.docker.distribution.manifest.v2+json')
+  t.match(manifest.headers.get('docker-content-digest'), /^sha256:[0-9a-f]{64}$/)
+  t.equal(manifest.body.schemaVersion, 2)
+  const head = await call(`${registry}/v2/${name}/manifests/${tag}`, { token: dev, method: 'HEAD' })
+  t.equal(head.status, 200, 'HEAD works too')
+
+  const missing = await call(`${registry}/v2/${name}/manifests/${sha.masterSecond.slice(0, 7)}`, {
+    token: dev,
+  })
+  t.equal(missing.status, 404)
+  t.equal(missing.body.errors[0].code, 'MANIFEST_UNKNOWN')
+
+  for (const [who, gitlabToken] of [
+    ['anonymous', undefined],
+    ['outsider', outsider.token],
+    ['guest', guest.token],
+  ] as const) {
+    const token = await tokenFor(gitlabToken)
+    const denied = await call(`${registry}/v2/${name}/manifests/${tag}`, { token })
+    t.equal(denied.status, 401, `${who} may not pull the private image`)
+    t.match(denied.headers.get('www-authenticate'), /error="insufficient_scope"/)
+    t.equal(denied.body.errors[0].code, 'UNAUTHORIZED')
+  }
+
+  const publicName = 'science/lab/public-notebook'
+  const anonymous = await tokenFor(undefined, publicName)
+  const publicManifest = await call(
+    `${registry}/v2/${publicName}/manifests/${world.commits.notebook.main.slice(0, 7)}`,
+    { token: anonymous },
+  )
+  t.equal(publicManifest.status, 200, 'anonymous pulls a public image')
+
+  const badCreds = await call(`${gitlab.url}/jwt/auth?service=container_registry`, {
+    headers: { authorization: `Basic ${Buffer.from('oauth2:nope').toString('base64')}` },
+  })
+  t.equal(badCreds.status, 401)
+
+  world.images.push(`${name}:${sha.masterSecond.slice(0, 7)}`)
+  t.teardown(() => {
+    world.images.pop()
+  })
+  const pushed = await call(`${registry}/v2/${name}/manifests/${sha.masterSecond.slice(0, 7)}`, {
+    token: dev,
+  })
+  t.equal(pushed.status, 200, 'the world is read live')
+})
+
+t.test('git clone over smart HTTP', async (t) => {
+  const work = await mkdtemp(path.join(tmpdir(), 'gitlab-clone-'))
+  t.teardown(() => rm(work, { recursive: true, force: true }))
+  const env = {
+    ...process.env,
+    GIT_TERMINAL_PROMPT: '0',
+    GIT_CONFIG_NOSYSTEM: '1',
+    GIT_CONFIG_GLOBAL: '/dev/null',
+  }
+  const clone = (url: string, into: string) =>
+    execFileAsync('git', ['clone', '-q', url, path.join(work, into)], { env }).then(
+      () => true,
+      () => false,
+    )
+  const withToken = (token: string, repo: string) =>
+    `${gitlab.url.replace('://', `://oauth2:${token}@`)}/${repo}.git`
+
+  t.ok(
+    await clone(withToken(developer.token, 'demo-group/demo-project'), 'dev'),
+    'developer clones the private repo',
+  )
+  const { stdout } = await execFileAsync('git', ['-C', path.join(work, 'dev'), 'rev-parse', 'HEAD'], { env })
+  t.equal(stdout.trim(), sha.masterSecond)
+  t.ok(await clone(withToken(maintainer.token, 'demo-group/demo-project'), 'any-user'), 'maintainer too')
+
+  t.notOk(await clone(`${gitlab.url}/demo-group/demo-project.git`, 'anon'), 'no token, no private clone')
+  t.notOk(
+    await clone(withToken(outsider.token, 'demo-group/demo-project'), 'outsider'),
+    'outsider cannot clone',
+  )
+  t.notOk(await clone(withToken(guest.token, 'demo-group/demo-project'), 'guest'), 'guest cannot clone')
+  // git only sends URL credentials after a 401; a header (as clone-repo.sh sends it) goes up front.
+  const bogus = `Authorization: Basic ${Buffer.from('oauth2:glpat-bogus').toString('base64')}`
+  const refused = await execFileAsync(
+    'git',
+    ['clone', '-q', `${gitlab.url}/science/lab/public-notebook.git`, path.join(work, 'bogus')],
+    {
+      env: { ...env, GIT_CONFIG_COUNT: '1', GIT_CONFIG_KEY_0: 'http.extraHeader', GIT_CONFIG_VALUE_0: bogus },
+    },
+  ).then(
+    () => false,
+    () => true,
+  )
+  t.ok(refused, 'a bad token is refused, even for a public project')
+  t.ok(
+    await clone(`${gitlab.url}/science/lab/public-notebook.git`, 'public'),
+    'anonymous clones a public repo',
+  )
+})
+
+t.test('request log and faults', async (t) => {
+  const before = gitlab.requests.length
+  gitlab.faults.push({ path: /^\/api\/v4\/projects\/101$/, status: 502 })
+  t.teardown(() => {
+    gitlab.faults.length = 0
+  })
+  t.equal((await api('/projects/101', developer.token)).status, 502)
+  t.equal((await api(`/projects/${demo}`, developer.token)).status, 200, 'other paths unaffected')
+  const logged = gitlab.requests.slice(before)
+  t.match(logged, [
+    { server: 'gitlab', method: 'GET', path: '/api/v4/projects/101', status: 502 },
+    { server: 'gitlab', method: 'GET', path: `/api/v4/projects/${demo}`, status: 200 },
+  ])
+})
