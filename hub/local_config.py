@@ -1,0 +1,368 @@
+"""JupyterHub configuration for the local stack and the integration tests.
+
+Run as ``/usr/bin/jupyterhub -f hub/local_config.py`` with the current directory set to
+``$JHUB_RUN_DIR``. Everything comes from the environment:
+
+  JHUB_RUN_DIR                  db, cookie secret, pid files, homes, work trees (required)
+  JHUB_PORT                     public (proxy) port on 127.0.0.1 (default 8000)
+  JHUB_HUB_PORT                 hub API port on 127.0.0.1 (default 8081)
+  JHUB_PROXY_API_PORT           proxy API port on 127.0.0.1 (default 8001)
+  NOTEBOOKS_SERVICE_URL         URL the hub proxies /services/notebooks/ to (optional)
+  NOTEBOOKS_API_TOKEN           the notebooks service's API token (required)
+  NOTEBOOKS_OAUTH_REDIRECT_URI  exact OAuth redirect URI of the service
+                                (default http://127.0.0.1:$JHUB_PORT/services/notebooks/oauth_callback)
+  JHUB_ADMIN_TOKEN              API token of the `admin` service used by harnesses (optional)
+  JUPYTERHUB_CRYPT_KEY          key encrypting auth_state (required by the hub for auth_state)
+  JHUB_LOGS_DIR                 per-server log files <user>--<server>.log (default $JHUB_RUN_DIR/logs)
+  JHUB_GITLAB_TOKENS            JSON file {username: gitlabToken} read at login (optional)
+  JHUB_PASSWORD                 the DummyAuthenticator password (default "password")
+  JHUB_SLOW_SPAWN_TIMEOUT       seconds before a start answers 202 (hub default 10)
+  JHUB_HTTP_TIMEOUT             seconds a server has to answer once started (default 30)
+  JHUB_NAMED_SERVER_LIMIT       named servers per user, 0 = unlimited (default 0)
+  JHUB_CONCURRENT_SPAWN_LIMIT   (default 100)
+  JHUB_CLONE_TIMEOUT            seconds the clone may take (default 120)
+  JHUB_LEGACY_ADMIN             "1": also give the notebooks service the legacy admin flag
+  JHUB_LOG_LEVEL                hub log level (default INFO)
+
+Every process the hub starts carries JHUB_MARKER=<run dir> in its environment, so a harness
+can find and kill leftovers of *this* hub by PID (never by name: other hubs may run).
+"""
+
+import asyncio
+import json
+import os
+import re
+import secrets
+import subprocess
+from datetime import datetime, timezone
+
+from jupyterhub.auth import DummyAuthenticator
+from jupyterhub.spawner import SimpleLocalProcessSpawner
+from tornado import web
+
+c = get_config()  # noqa: F821 (provided by the config loader)
+
+
+def env(name, default=None):
+    value = os.environ.get(name, "")
+    return value if value != "" else default
+
+
+def required(name):
+    value = env(name)
+    if value is None:
+        raise SystemExit(f"local_config.py: {name} must be set")
+    return value
+
+
+def env_int(name, default):
+    value = env(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise SystemExit(f"local_config.py: {name} must be an integer") from None
+
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CLONE_SCRIPT = os.path.normpath(os.path.join(HERE, "..", "chart", "files", "clone-repo.sh"))
+
+RUN_DIR = os.path.abspath(required("JHUB_RUN_DIR"))
+LOGS_DIR = os.path.abspath(env("JHUB_LOGS_DIR", os.path.join(RUN_DIR, "logs")))
+SPAWNED_DIR = os.path.join(RUN_DIR, "spawned")
+WORK_DIR = os.path.join(RUN_DIR, "work")
+for d in (RUN_DIR, LOGS_DIR, SPAWNED_DIR, WORK_DIR):
+    os.makedirs(d, exist_ok=True)
+
+PORT = env_int("JHUB_PORT", 8000)
+HUB_PORT = env_int("JHUB_HUB_PORT", 8081)
+PROXY_API_PORT = env_int("JHUB_PROXY_API_PORT", 8001)
+MARKER = RUN_DIR
+
+# The proxy and the servers inherit this; see the module docstring.
+os.environ["JHUB_MARKER"] = MARKER
+# NodeSource's node does not search Debian's module directory (the proxy needs `commander`).
+os.environ["NODE_PATH"] = ":".join(
+    p for p in ["/usr/share/nodejs", "/usr/lib/nodejs", os.environ.get("NODE_PATH", "")] if p
+)
+
+# --- hub, proxy, files -----------------------------------------------------------------------
+
+c.JupyterHub.ip = "127.0.0.1"
+c.JupyterHub.port = PORT
+c.JupyterHub.hub_ip = "127.0.0.1"
+c.JupyterHub.hub_port = HUB_PORT
+c.JupyterHub.db_url = f"sqlite:///{os.path.join(RUN_DIR, 'jupyterhub.sqlite')}"
+c.JupyterHub.cookie_secret_file = os.path.join(RUN_DIR, "jupyterhub_cookie_secret")
+c.JupyterHub.pid_file = os.path.join(RUN_DIR, "jupyterhub.pid")
+c.JupyterHub.log_level = env("JHUB_LOG_LEVEL", "INFO")
+c.JupyterHub.allow_named_servers = True
+c.JupyterHub.named_server_limit_per_user = env_int("JHUB_NAMED_SERVER_LIMIT", 0)
+c.JupyterHub.concurrent_spawn_limit = env_int("JHUB_CONCURRENT_SPAWN_LIMIT", 100)
+if env("JHUB_SLOW_SPAWN_TIMEOUT") is not None:
+    c.JupyterHub.slow_spawn_timeout = env_int("JHUB_SLOW_SPAWN_TIMEOUT", 10)
+
+
+def _proxy_token():
+    # Fixed per run dir: otherwise every start makes a new one and a proxy left running
+    # from a previous start of the same run dir refuses the hub.
+    path = os.path.join(RUN_DIR, "proxy_auth_token")
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        token = secrets.token_hex(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token)
+        return token
+
+
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{PROXY_API_PORT}"
+c.ConfigurableHTTPProxy.auth_token = _proxy_token()
+c.ConfigurableHTTPProxy.pid_file = os.path.join(RUN_DIR, "jupyterhub-proxy.pid")
+
+# --- authentication --------------------------------------------------------------------------
+
+
+def _gitlab_tokens():
+    path = env("JHUB_GITLAB_TOKENS")
+    if not path:
+        return {}
+    with open(path) as f:
+        tokens = json.load(f)
+    return tokens if isinstance(tokens, dict) else {}
+
+
+class GitLabTokenAuthenticator(DummyAuthenticator):
+    """Password login whose auth_state carries the user's GitLab token, as an OAuth login
+    through GitLab would."""
+
+    async def authenticate(self, handler, data):
+        name = await super().authenticate(handler, data)
+        if not name:
+            return None
+        token = _gitlab_tokens().get(name)
+        if token:
+            return {"name": name, "auth_state": {"access_token": token}}
+        # A login without a token in the file must not wipe what an admin stored.
+        existing = None
+        user = handler.find_user(name) if handler is not None else None
+        if user is not None:
+            existing = await user.get_auth_state()
+        return {"name": name, "auth_state": existing}
+
+
+c.JupyterHub.authenticator_class = GitLabTokenAuthenticator
+c.Authenticator.enable_auth_state = True
+c.DummyAuthenticator.password = env("JHUB_PASSWORD", "password")
+
+# --- services and roles ----------------------------------------------------------------------
+
+NOTEBOOKS_TOKEN = required("NOTEBOOKS_API_TOKEN")
+notebooks = {
+    "name": "notebooks",
+    "api_token": NOTEBOOKS_TOKEN,
+    "oauth_client_id": "service-notebooks",
+    "oauth_redirect_uri": env(
+        "NOTEBOOKS_OAUTH_REDIRECT_URI",
+        f"http://127.0.0.1:{PORT}/services/notebooks/oauth_callback",
+    ),
+    "oauth_no_confirm": True,
+}
+if env("NOTEBOOKS_SERVICE_URL"):
+    notebooks["url"] = env("NOTEBOOKS_SERVICE_URL")
+if env("JHUB_LEGACY_ADMIN") == "1":
+    notebooks["admin"] = True
+services = [notebooks]
+roles = [
+    {
+        "name": "notebooks-service",
+        "description": "What the notebooks service needs to manage users' servers",
+        "scopes": [
+            "admin:users",
+            "admin:servers",
+            "admin:auth_state",
+            "read:users",
+            "users",
+            "servers",
+            "access:servers",
+            "tokens",
+        ],
+        "services": ["notebooks"],
+    },
+    {
+        # OAuth logins to the service need this (403 otherwise).
+        "name": "user",
+        "scopes": ["self", "access:services!service=notebooks"],
+    },
+]
+if env("JHUB_ADMIN_TOKEN"):
+    services.append({"name": "admin", "api_token": env("JHUB_ADMIN_TOKEN")})
+    roles.append(
+        {
+            "name": "admin-service",
+            "description": "Test harnesses: create users, set auth_state, make tokens",
+            "scopes": [
+                "admin:users",
+                "admin:servers",
+                "admin:auth_state",
+                "tokens",
+                "users",
+                "servers",
+                "read:users",
+                "access:servers",
+            ],
+            "services": ["admin"],
+        }
+    )
+c.JupyterHub.services = services
+c.JupyterHub.load_roles = roles
+
+# --- spawner ---------------------------------------------------------------------------------
+
+CLONE_TIMEOUT = env_int("JHUB_CLONE_TIMEOUT", 120)
+SINGLEUSER = "/usr/bin/jupyterhub-singleuser"
+SINGLEUSER_CMD = [SINGLEUSER] if os.path.exists(SINGLEUSER) else ["jupyterhub-singleuser"]
+
+
+def _safe(name):
+    """A path component from a user-controlled name."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", str(name or ""))
+    return cleaned if cleaned not in ("", ".", "..") else "_"
+
+
+def _escape_format(value):
+    # notebook_dir and default_url go through str.format({username} etc.).
+    return value.replace("{", "{{").replace("}", "}}")
+
+
+def _now():
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class LocalRenkuSpawner(SimpleLocalProcessSpawner):
+    """Runs the notebook server as a local process (as the hub's user) in a fresh clone of
+    the project at the requested commit, as the Kubernetes spawner does in its init container."""
+
+    def _log_path(self):
+        return os.path.join(LOGS_DIR, f"{_safe(self.user.name)}--{_safe(self.name)}.log")
+
+    def _append_log(self, text):
+        with open(self._log_path(), "a", encoding="utf-8") as f:
+            f.write(text if text.endswith("\n") else text + "\n")
+
+    def _fail(self, message):
+        self._append_log(f"[{_now()}] spawn failed: {message}")
+        # log_message is what the REST API returns; jupyterhub_message what progress shows.
+        err = web.HTTPError(500, message.replace("%", "%%"))
+        err.jupyterhub_message = message
+        raise err
+
+    async def _clone(self, opts, target, token):
+        server_options = opts.get("server_options") or {}
+        lfs = server_options.get("lfs_auto_fetch") is True
+        clone_env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": self.home_dir,
+            "LANG": os.environ.get("LANG", "C.UTF-8"),
+            "JHUB_MARKER": MARKER,
+            "GIT_REPOSITORY_URL": str(opts.get("repository") or ""),
+            "GIT_COMMIT_SHA": str(opts.get("commit_sha") or ""),
+            "GIT_BRANCH": str(opts.get("branch") or ""),
+            "GIT_TARGET_DIR": target,
+            "GIT_LFS_AUTO_FETCH": "true" if lfs else "false",
+            "GIT_ACCESS_TOKEN": token or "",
+        }
+        os.makedirs(self.home_dir, exist_ok=True)
+        proc = await asyncio.create_subprocess_exec(
+            "/bin/sh",
+            CLONE_SCRIPT,
+            env=clone_env,
+            cwd=self.home_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), CLONE_TIMEOUT)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            self._fail(f"cloning {clone_env['GIT_REPOSITORY_URL']} timed out after {CLONE_TIMEOUT} s")
+        text = out.decode("utf-8", "replace")
+        if token:
+            text = text.replace(token, "***")  # the script never prints it; belt and braces
+        if text:
+            self._append_log(text)
+        if proc.returncode != 0:
+            lines = [line for line in text.splitlines() if line.strip()]
+            reason = lines[-1] if lines else f"exit status {proc.returncode}"
+            reason = reason.removeprefix("clone-repo: error: ")
+            self._fail(f"could not check out the repository: {reason}")
+
+    async def start(self):
+        opts = dict(self.user_options or {})
+        user = _safe(self.user.name)
+        server = _safe(self.name)
+        self._append_log(f"[{_now()}] starting {self.user.name}/{self.name}")
+
+        with open(os.path.join(SPAWNED_DIR, f"{user}--{server}.json"), "w") as f:
+            json.dump(opts, f, indent=2, sort_keys=True)
+
+        if opts.get("jhub_test_delay"):
+            await asyncio.sleep(float(opts["jhub_test_delay"]))
+        if opts.get("jhub_test_fail") == "raise":
+            self._fail("jhub_test_fail asked this spawn to fail")
+
+        work = os.path.join(WORK_DIR, user, server)
+        if opts.get("repository"):
+            target = os.path.join(work, _safe(opts.get("project") or "project"))
+            auth_state = await self.user.get_auth_state() or {}
+            await self._clone(opts, target, auth_state.get("access_token"))
+        else:
+            target = work
+            os.makedirs(target, exist_ok=True)
+        self.notebook_dir = _escape_format(target)
+
+        server_options = opts.get("server_options") or {}
+        default_url = str(server_options.get("defaultUrl") or "/tree")
+        # Only the classic notebook is installed here: it has no /lab.
+        if default_url == "/lab" or default_url.startswith("/lab/"):
+            default_url = "/tree"
+        notebook = opts.get("notebook")
+        if notebook and os.path.isfile(os.path.join(target, str(notebook).lstrip("/"))):
+            default_url = "/notebooks/" + str(notebook).lstrip("/")
+        self.default_url = _escape_format(default_url)
+
+        # The spawner object is reused when the same server starts again: reset the command.
+        self.cmd = ["/bin/sh", "-c", "exit 3"] if opts.get("jhub_test_fail") == "exit" else SINGLEUSER_CMD
+
+        # The server's output goes to the per-server log file.
+        log = open(self._log_path(), "ab")
+        try:
+            self.popen_kwargs = {"stdout": log, "stderr": subprocess.STDOUT, "stdin": subprocess.DEVNULL}
+            return await super().start()
+        finally:
+            log.close()
+
+    def get_env(self):
+        env = super().get_env()
+        env["JUPYTERHUB_USER_OPTIONS"] = json.dumps(self.user_options or {}, sort_keys=True)
+        return env
+
+
+c.JupyterHub.spawner_class = LocalRenkuSpawner
+c.LocalRenkuSpawner.home_dir_template = os.path.join(RUN_DIR, "home", "{username}")
+c.Spawner.cmd = SINGLEUSER_CMD
+# The hub runs as root here; the notebook server refuses root without this.
+c.Spawner.args = ["--allow-root"]
+c.Spawner.environment = {
+    "JUPYTERHUB_SINGLEUSER_APP": "notebook.notebookapp.NotebookApp",
+    "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+    "JHUB_MARKER": MARKER,
+}
+c.Spawner.http_timeout = env_int("JHUB_HTTP_TIMEOUT", 30)
+c.Spawner.start_timeout = CLONE_TIMEOUT + 60

@@ -1,0 +1,28 @@
+import net from 'node:net'
+
+// Ports handed out by this process, so parallel callers in one process never get the same one.
+const handedOut = new Set<number>()
+
+/**
+ * A TCP port on 127.0.0.1 that was free a moment ago. Another process may still take it
+ * before it is used: callers that bind it through a child process should retry on EADDRINUSE.
+ */
+export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const server = net.createServer()
+      server.unref()
+      server.once('error', reject)
+      server.listen(0, '127.0.0.1', () => {
+        const address = server.address()
+        const p = typeof address === 'object' && address ? address.port : 0
+        server.close(() => resolve(p))
+      })
+    })
+    if (port !== 0 && !handedOut.has(port)) {
+      handedOut.add(port)
+      return port
+    }
+  }
+  throw new Error('no free port found')
+}
