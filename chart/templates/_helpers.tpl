@@ -1,0 +1,82 @@
+{{/* Chart name, at most 63 characters (a DNS label). */}}
+{{- define "renku-notebooks.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Name of the chart's resources. values.yaml sets fullnameOverride so that the
+jupyterhub values (Service URL, ConfigMap name) can refer to fixed names.
+*/}}
+{{- define "renku-notebooks.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "renku-notebooks.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "renku-notebooks.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "renku-notebooks.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "renku-notebooks.labels" -}}
+helm.sh/chart: {{ include "renku-notebooks.chart" . }}
+{{ include "renku-notebooks.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "renku-notebooks.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "renku-notebooks.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The service's URL prefix, always ending in "/". */}}
+{{- define "renku-notebooks.prefix" -}}
+{{- printf "%s/" (trimSuffix "/" .Values.config.jupyterhub.servicePrefix) }}
+{{- end }}
+
+{{/* Name of the hub service entry, from the prefix /services/<name>/. */}}
+{{- define "renku-notebooks.hubServiceName" -}}
+{{- trimPrefix "/services/" (trimSuffix "/" .Values.config.jupyterhub.servicePrefix) }}
+{{- end }}
+
+{{/*
+Where the JupyterHub API token comes from, in this order: an existing Secret,
+the chart's own Secret (apiToken.value), or the token Zero to JupyterHub
+generates for the hub service entry and keeps in its hub Secret.
+*/}}
+{{- define "renku-notebooks.apiTokenSecretName" -}}
+{{- if .Values.apiToken.existingSecret }}
+{{- .Values.apiToken.existingSecret }}
+{{- else if .Values.apiToken.value }}
+{{- include "renku-notebooks.fullname" . }}
+{{- else if .Values.jupyterhub.enabled }}
+{{- include "jupyterhub.hub.fullname" . }}
+{{- else }}
+{{- fail "apiToken: set apiToken.value or apiToken.existingSecret when jupyterhub.enabled is false" }}
+{{- end }}
+{{- end }}
+
+{{- define "renku-notebooks.apiTokenSecretKey" -}}
+{{- if .Values.apiToken.existingSecret }}
+{{- .Values.apiToken.existingSecretKey }}
+{{- else if .Values.apiToken.value }}
+{{- print "api-token" }}
+{{- else }}
+{{- printf "hub.services.%s.apiToken" (include "renku-notebooks.hubServiceName" .) }}
+{{- end }}
+{{- end }}
