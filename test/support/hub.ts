@@ -119,10 +119,16 @@ async function killLeftovers(runDir: string): Promise<void> {
 
 async function waitForExit(child: ChildProcess, ms: number): Promise<boolean> {
   if (child.exitCode !== null || child.signalCode !== null) return true
-  return await Promise.race([
+  let timer: NodeJS.Timeout | undefined
+  const exited = await Promise.race([
     new Promise<boolean>((resolve) => child.once('exit', () => resolve(true))),
-    sleep(ms).then(() => false),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), ms)
+    }),
   ])
+  // A pending timer would keep the test process alive long after the hub is gone.
+  clearTimeout(timer)
+  return exited
 }
 
 async function launch(opts: HubOptions): Promise<Hub> {
