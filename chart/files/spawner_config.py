@@ -596,7 +596,13 @@ def make_pre_spawn_hook(settings: Settings, previous: Any = None):
                 await result
         launch = parse_user_options(getattr(spawner, "user_options", None), settings.server_options)
         token = gitlab_token(await spawner.user.get_auth_state())
-        apply_launch(spawner, launch, token, settings)
+        try:
+            apply_launch(spawner, launch, token, settings)
+        except SpawnRefused:
+            raise
+        except ValueError as e:
+            # A server options file whose values Kubernetes would not take.
+            raise SpawnRefused(f"The hub's server options cannot be applied: {e}") from None
         spawner.log.info(
             "renku-notebooks: %s/%s at %s for %s",
             launch.namespace,

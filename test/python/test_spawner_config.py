@@ -280,6 +280,14 @@ class RefusalTest(unittest.TestCase):
         self.refused(user_options(namespace=""), "'namespace'")
         self.refused(user_options(notebook="../../secret.ipynb"), "'notebook'")
 
+    def test_unusable_configured_value_is_refused(self) -> None:
+        options = copy.deepcopy(sc.DEFAULT_SERVER_OPTIONS)
+        options["cpu_request"]["options"] = ["lots"]
+        options["cpu_request"]["default"] = "lots"
+        with self.assertRaises(sc.SpawnRefused) as caught:
+            spawn(user_options(), settings=sc.Settings(server_options=options))
+        self.assertIn("'lots'", str(caught.exception))
+
     def test_empty_options_are_refused(self) -> None:
         self.refused({}, "notebooks service")
 
