@@ -8,8 +8,10 @@ import gitlabPlugin from './plugins/gitlab.js'
 import hubAuthPlugin, { type HubAuthOptions } from './plugins/hub-auth.js'
 import jupyterhubPlugin from './plugins/jupyterhub.js'
 import kubernetesPlugin from './plugins/kubernetes.js'
+import oauthPlugin from './plugins/oauth.js'
 import serversPlugin from './plugins/servers.js'
 import swaggerPlugin from './plugins/swagger.js'
+import authRoutes from './routes/auth.js'
 import healthRoutes from './routes/health.js'
 import logsRoutes from './routes/logs.js'
 import serverOptionsRoutes from './routes/server-options.js'
@@ -163,6 +165,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   await app.register(jupyterhubPlugin)
   await app.register(gitlabPlugin)
   await app.register(kubernetesPlugin)
+  await app.register(oauthPlugin)
   await app.register(hubAuthPlugin, options.hubAuth ?? {})
   await app.register(serversPlugin)
 
@@ -172,5 +175,6 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   await app.register(logsRoutes, { prefix })
   await app.register(serverOptionsRoutes, { prefix })
   await app.register(userRoutes, { prefix })
+  await app.register(authRoutes, { prefix })
   return app
 }

@@ -4,6 +4,7 @@ import fp from 'fastify-plugin'
 import { LRUCache } from 'lru-cache'
 import { ApiError } from '../lib/errors.js'
 import type { HubIdentity } from '../lib/jupyterhub.js'
+import { prefersHtml, SESSION_COOKIE, SessionSealer } from '../lib/session.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -31,8 +32,9 @@ export function tokenOf(request: FastifyRequest): string | undefined {
 }
 
 /**
- * Identifies callers by their JupyterHub token, asking the hub and remembering its
- * answer briefly. Tokens are kept only as hashes.
+ * Identifies callers by their JupyterHub token (the header first, else the one in the login
+ * session cookie), asking the hub and remembering its answer briefly. Tokens are kept only
+ * as hashes.
  * @see {@link https://jupyterhub.readthedocs.io/en/stable/reference/services.html}
  */
 export default fp<HubAuthOptions>(
@@ -52,11 +54,27 @@ export default fp<HubAuthOptions>(
       return identity
     }
 
-    fastify.decorateRequest('user', null)
-    fastify.decorate('authenticate', async (request: FastifyRequest) => {
+    // The login session cookie (routes/auth.ts); its hub token goes through the same check.
+    const sessions = new SessionSealer(fastify.config.hubApiToken)
+    const loginPath = `${fastify.config.servicePrefix}login`
+
+    async function identifyCaller(request: FastifyRequest): Promise<HubIdentity | null> {
       const token = tokenOf(request)
-      const identity = token ? await identify(token) : null
+      if (token) return identify(token)
+      const session = sessions.open(request.cookies?.[SESSION_COOKIE])
+      const identity = session ? await identify(session.token) : null
+      return identity && identity.name === session?.user ? identity : null
+    }
+
+    fastify.decorateRequest('user', null)
+    fastify.decorate('authenticate', async (request: FastifyRequest, reply: FastifyReply) => {
+      const identity = await identifyCaller(request)
       if (!identity) {
+        // A browser navigating here logs in and comes back; scripts get the 401.
+        if ((request.method === 'GET' || request.method === 'HEAD') && prefersHtml(request.headers.accept)) {
+          await reply.redirect(`${loginPath}?next=${encodeURIComponent(request.url)}`, 302)
+          return
+        }
         throw new ApiError(401, 'NOT_AUTHENTICATED', 'A valid JupyterHub token or login is needed.')
       }
       if (identity.kind !== 'user') {
@@ -65,5 +83,5 @@ export default fp<HubAuthOptions>(
       request.user = identity
     })
   },
-  { name: 'hub-auth', dependencies: ['jupyterhub'] },
+  { name: 'hub-auth', dependencies: ['jupyterhub', 'oauth'] },
 )
