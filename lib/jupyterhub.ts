@@ -51,6 +51,7 @@ function message(response: HttpResponse): string {
 export class JupyterHubClient {
   private readonly http: HttpClient
   private readonly auth: Record<string, string>
+  private readonly slowCallTimeoutMs: number
   /** In-flight user reads, shared by concurrent callers so a burst costs the hub one call. */
   private readonly userReads = new Map<string, Promise<HubUser | null>>()
 
@@ -61,6 +62,8 @@ export class JupyterHubClient {
       timeoutMs: options.timeoutMs,
     })
     this.auth = { authorization: `token ${options.apiToken}` }
+    // The hub holds start and stop requests open until done or for up to 10 s (slow_spawn_timeout).
+    this.slowCallTimeoutMs = (options.timeoutMs ?? 10_000) + 30_000
   }
 
   /** The identity behind a user's token, or null when the hub does not accept it. */
@@ -119,6 +122,7 @@ export class JupyterHubClient {
       headers: this.auth,
       body: userOptions,
       retry: false,
+      timeoutMs: this.slowCallTimeoutMs,
     })
     this.forget(user)
     const text = message(response)
@@ -176,7 +180,11 @@ export class JupyterHubClient {
     const path = `/users/${seg(user)}/servers/${seg(server)}`
     this.forget(user)
     // `remove` is honoured only in the JSON body, not as a query parameter.
-    const response = await this.http.request('DELETE', path, { headers: this.auth, body: { remove: true } })
+    const response = await this.http.request('DELETE', path, {
+      headers: this.auth,
+      body: { remove: true },
+      timeoutMs: this.slowCallTimeoutMs,
+    })
     this.forget(user)
     if (response.status === 204) return 'stopped'
     if (response.status === 202) return 'accepted'
