@@ -99,9 +99,12 @@ t.test('clone-repo.sh', async (t) => {
 })
 
 t.test('a real hub with the local spawner', async (t) => {
+  const tokensFile = path.join(dir, 'gitlab-tokens.json')
+  await writeFile(tokensFile, JSON.stringify({ carol: world.users.maintainer.token }))
   const hub = await startHub({
     serviceUrl: 'http://127.0.0.1:9',
     serviceToken: 'notebooks-service-token-for-tests',
+    env: { JHUB_GITLAB_TOKENS: tokensFile },
   })
   t.teardown(() => hub.stop())
 
@@ -217,6 +220,23 @@ t.test('a real hub with the local spawner', async (t) => {
     [204, 204, 204],
     'stopped and removed',
   )
+  // Password logins: the GitLab token comes from JHUB_GITLAB_TOKENS, else what was stored stays.
+  const login = async (username: string) => {
+    const res = await fetch(`${hub.publicUrl}/hub/login`, {
+      method: 'POST',
+      body: new URLSearchParams({ username, password: 'password' }),
+      redirect: 'manual',
+    })
+    await res.arrayBuffer()
+    return res.status
+  }
+  const authState = async (user: string) =>
+    ((await hub.admin('GET', `/users/${user}`)).body as { auth_state: unknown }).auth_state
+  t.equal(await login('carol'), 302, 'carol logs in')
+  t.same(await authState('carol'), { access_token: world.users.maintainer.token }, 'token from the file')
+  t.equal(await login('alice'), 302, 'alice logs in')
+  t.same(await authState('alice'), { access_token: developer.token }, 'stored token kept')
+
   const after = await hub.admin('GET', '/users/alice')
   t.same((after.body as { servers: object }).servers, {}, 'no servers left')
 })
