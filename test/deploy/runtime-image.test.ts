@@ -98,8 +98,11 @@ function newestMtime(path: string): number {
   return newest
 }
 
-/** Builds dist/ when it is missing or older than the sources tsconfig.build.json compiles. */
-function ensureBuilt(): void {
+/**
+ * Builds dist/ when it is missing or older than the sources tsconfig.build.json
+ * compiles. Returns the compiler's output when the build fails, as `docker build` would.
+ */
+function ensureBuilt(): string | undefined {
   const entry = join(root, 'dist', 'server.js')
   const sources = ['lib', 'plugins', 'routes', 'schemas']
     .map((d) => join(root, d))
@@ -111,8 +114,14 @@ function ensureBuilt(): void {
     )
     .concat([join(root, 'tsconfig.json'), join(root, 'tsconfig.build.json')])
   const newestSource = Math.max(...sources.map(newestMtime))
-  if (existsSync(entry) && statSync(entry).mtimeMs >= newestSource) return
-  execFileSync('npm', ['run', 'build'], { cwd: root, stdio: 'pipe', timeout: 240_000 })
+  if (existsSync(entry) && statSync(entry).mtimeMs >= newestSource) return undefined
+  try {
+    execFileSync('npm', ['run', 'build'], { cwd: root, stdio: 'pipe', timeout: 240_000 })
+    return undefined
+  } catch (err) {
+    const e = err as { stdout?: Buffer; stderr?: Buffer; message: string }
+    return `${e.stdout?.toString() ?? ''}${e.stderr?.toString() ?? ''}`.slice(0, 4000) || e.message
+  }
 }
 
 async function freePort(): Promise<number> {
@@ -177,7 +186,8 @@ if (!existsSync(join(root, 'server.ts'))) {
   })
 
   t.test('replay the runtime stage into a folder', async (t) => {
-    ensureBuilt()
+    const buildError = ensureBuilt()
+    t.notOk(buildError, 'npm run build succeeds', { output: buildError })
     t.ok(existsSync(join(root, 'dist', 'server.js')), 'dist/server.js is built')
     let workdir = '/'
     let installed = false
@@ -290,6 +300,23 @@ if (!existsSync(join(root, 'server.ts'))) {
     }
     t.equal(status, 200, `GET ${prefix}health is 200`, { output })
     t.comment(`healthy ${Date.now() - started} ms after start`)
+
+    // The readiness probe gives up after timeoutSeconds (5 in values.yaml): with the hub
+    // unreachable the answer must still come in time, as a 503 naming the check.
+    const readyStart = Date.now()
+    const ready = await fetch(`http://127.0.0.1:${port}${prefix}ready`, {
+      signal: AbortSignal.timeout(10_000),
+    }).then(
+      async (res) => ({
+        status: res.status,
+        body: (await res.json()) as { checks?: Record<string, boolean> },
+      }),
+      (err: Error) => ({ status: 0, body: { error: err.message } as { checks?: Record<string, boolean> } }),
+    )
+    const readyTook = Date.now() - readyStart
+    t.equal(ready.status, 503, `GET ${prefix}ready is 503 while the hub is unreachable`, { body: ready.body })
+    t.equal(ready.body.checks?.jupyterhub, false, 'the failing check is named')
+    t.ok(readyTook < 5000, `readiness answers within the probe timeout (${readyTook} ms)`)
 
     const stopAt = Date.now()
     child.kill('SIGTERM')
