@@ -8,9 +8,36 @@ declare module 'fastify' {
   }
 }
 
+/**
+ * Decorates `fastify.kubernetes` with a client of the Kubernetes core/v1 API, configured from
+ * `KUBECONFIG` or the pod's service account, or with null when there is neither.
+ * @see https://kubernetes.io/docs/reference/kubernetes-api/workload-resources/pod-v1/
+ */
 export default fp(
   async (fastify) => {
-    fastify.decorate('kubernetes', null)
+    const { config } = fastify
+    if (!config.kubeconfig && !config.inCluster) {
+      fastify.log.info(
+        'Kubernetes is not configured (no KUBECONFIG, not in a cluster): pod status, pod logs and forced deletion are off',
+      )
+      fastify.decorate('kubernetes', null)
+      return
+    }
+    // Loaded only when used: the client library takes seconds to import.
+    const { createKubernetesPods } = await import('../lib/kubernetes/client.js')
+    const pods = createKubernetesPods({
+      kubeconfig: config.kubeconfig,
+      inCluster: config.inCluster,
+      namespace: config.kubernetesNamespace,
+      timeoutMs: config.upstreamTimeoutMs,
+      log: fastify.log,
+    })
+    fastify.log.info(
+      { namespace: pods.namespace, source: config.kubeconfig ? 'kubeconfig' : 'service account' },
+      'Kubernetes features are on',
+    )
+    fastify.decorate('kubernetes', pods)
+    fastify.addHook('onClose', async () => pods.close())
   },
   { name: 'kubernetes', dependencies: ['config'] },
 )

@@ -1,0 +1,170 @@
+/**
+ * A local copy of the namespace's notebook pods, kept current with a list and then a watch
+ * (the informer pattern), so that reading a user's pods costs no API call.
+ *
+ * The watch is re-opened from the last resourceVersion every `watchSeconds` (the server ends
+ * it), which bounds how long a silently dead connection can leave the copy stale; a 410 Gone
+ * lists again. While the copy is not known to be current (before the first list, after a
+ * failure, until the watch is back), `synced` is false and callers ask the API directly.
+ */
+import type { CoreV1Api, V1Pod, Watch } from '@kubernetes/client-node'
+import { httpStatus, toUpstreamError } from './errors.js'
+
+/** The logger subset used (pino's signature), so the class stays free of Fastify. */
+export interface CacheLogger {
+  warn(obj: object, msg: string): void
+  info?(obj: object, msg: string): void
+}
+
+export interface PodCacheOptions {
+  api: CoreV1Api
+  watch: Watch
+  namespace: string
+  /** Which pods to keep, e.g. `renku.io/username` (all pods that have the label). */
+  labelSelector: string
+  log?: CacheLogger
+  /** How long one watch request lasts before it is re-opened; default 300. */
+  watchSeconds?: number
+  /** First retry delay after a failure, doubled up to 30 s; default 1000. */
+  retryMs?: number
+}
+
+interface WatchEvent {
+  metadata?: { name?: string; resourceVersion?: string }
+  code?: number
+}
+
+export class PodCache {
+  private readonly options: PodCacheOptions
+  private readonly pods = new Map<string, V1Pod>()
+  private resourceVersion = ''
+  private current = false
+  private stopped = true
+  private controller?: AbortController
+  private wake?: () => void
+  private readonly firstSync: Promise<void>
+  private markSynced!: () => void
+
+  constructor(options: PodCacheOptions) {
+    this.options = options
+    this.firstSync = new Promise((resolve) => {
+      this.markSynced = resolve
+    })
+  }
+
+  /** True while the copy follows the cluster. */
+  get synced(): boolean {
+    return this.current
+  }
+
+  /** Resolves once the copy has been current for the first time. */
+  whenSynced(): Promise<void> {
+    return this.firstSync
+  }
+
+  /** The pods, as last seen. */
+  list(): V1Pod[] {
+    return [...this.pods.values()]
+  }
+
+  start(): void {
+    if (!this.stopped) return
+    this.stopped = false
+    void this.run()
+  }
+
+  stop(): void {
+    this.stopped = true
+    this.current = false
+    this.controller?.abort()
+    this.wake?.()
+  }
+
+  private async run(): Promise<void> {
+    let failures = 0
+    while (!this.stopped) {
+      try {
+        if (!this.resourceVersion) await this.relist()
+        await this.follow()
+        failures = 0
+      } catch (error) {
+        if (this.stopped) break
+        this.current = false
+        if (httpStatus(error) === 410 || (error as { statusCode?: unknown })?.statusCode === 410) {
+          this.resourceVersion = ''
+          continue
+        }
+        failures++
+        const delay = Math.min(30_000, (this.options.retryMs ?? 1000) * 2 ** (failures - 1))
+        const detail = toUpstreamError(error, 'watch pods').detail
+        this.options.log?.warn({ upstream: 'Kubernetes', detail, retryInMs: delay }, 'the pod watch failed')
+        await this.sleep(delay)
+      }
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms)
+      this.wake = () => {
+        clearTimeout(timer)
+        resolve()
+      }
+    })
+  }
+
+  private async relist(): Promise<void> {
+    const { api, namespace, labelSelector } = this.options
+    const list = await api.listNamespacedPod({ namespace, labelSelector })
+    this.pods.clear()
+    for (const pod of list.items) if (pod.metadata?.name) this.pods.set(pod.metadata.name, pod)
+    this.resourceVersion = list.metadata?.resourceVersion ?? ''
+  }
+
+  /** Resolves when the watch ends normally (or on 410, after forgetting the resourceVersion); rejects on failure. */
+  private follow(): Promise<void> {
+    const { watch, namespace, labelSelector, watchSeconds = 300 } = this.options
+    return new Promise((resolve, reject) => {
+      let finished = false
+      let expired = false
+      const onEvent = (type: string, object: WatchEvent) => {
+        if (type === 'ERROR') {
+          if (object.code === 410) expired = true
+          return
+        }
+        const name = object.metadata?.name
+        if (type !== 'BOOKMARK' && name) {
+          if (type === 'DELETED') this.pods.delete(name)
+          else this.pods.set(name, object as V1Pod)
+        }
+        if (object.metadata?.resourceVersion) this.resourceVersion = object.metadata.resourceVersion
+      }
+      const onDone = (error: unknown) => {
+        finished = true
+        this.controller = undefined
+        if (expired) {
+          this.resourceVersion = ''
+          resolve()
+        } else if (error && !this.stopped) {
+          reject(error)
+        } else {
+          resolve()
+        }
+      }
+      const query = {
+        labelSelector,
+        resourceVersion: this.resourceVersion,
+        allowWatchBookmarks: true,
+        timeoutSeconds: watchSeconds,
+      }
+      watch.watch(`/api/v1/namespaces/${namespace}/pods`, query, onEvent, onDone).then((controller) => {
+        if (finished) return
+        this.controller = controller
+        if (this.stopped) controller.abort()
+        // The watch answered 200: from here on, changes arrive as they happen.
+        this.current = true
+        this.markSynced()
+      }, reject)
+    })
+  }
+}
