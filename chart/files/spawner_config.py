@@ -117,7 +117,7 @@ _MULTIPLIER = {
     "Pi": 2**50,
     "Ei": 2**60,
 }
-_LABEL_VALUE_BAD = re.compile(r"[^A-Za-z0-9_.-]")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 
 class SpawnRefused(ValueError):
@@ -393,10 +393,25 @@ def _literal(value: str) -> str:
     return value.replace("{", "{{").replace("}", "}}")
 
 
-def label_value(value: str) -> str:
-    """A Kubernetes label value: at most 63 of [A-Za-z0-9_.-], alphanumeric at both ends."""
-    cleaned = _LABEL_VALUE_BAD.sub("-", value)[:63].strip("-_.")
-    return cleaned
+def escape_username(name: str) -> str:
+    """The ``renku.io/username`` label value the service selects pods by.
+
+    ``escapism.escape(name, escape_char="-").lower()`` (KubeSpawner's legacy
+    ``{username}``), written out so it does not depend on KubeSpawner's slug
+    scheme: every character but an ASCII letter or digit becomes ``-`` and the
+    upper-case hex of its UTF-8 bytes, then all is lower-cased.
+    """
+    out = []
+    for char in name:
+        if char.isascii() and char.isalnum():
+            out.append(char)
+        else:
+            out.extend(f"-{byte:02X}" for byte in char.encode("utf-8"))
+    return "".join(out).lower()
+
+
+def is_label_value(value: str) -> bool:
+    return len(value) <= 63 and _LABEL_VALUE.match(value) is not None
 
 
 def default_url(base: str | None, notebook: str | None) -> str | None:
@@ -538,9 +553,15 @@ def apply_launch(spawner: Any, launch: Launch, token: str, settings: Settings) -
             "app": "jupyterhub",
             "component": "singleuser-server",
             "app.kubernetes.io/part-of": "renku-notebooks",
-            "renku.io/username": _literal(label_value(username)),
         }
     )
+    user_label = escape_username(username)
+    if is_label_value(user_label):
+        labels["renku.io/username"] = user_label
+    else:
+        # Kubernetes would refuse the whole pod; without the label the server
+        # still runs, the service just cannot show its pod's details.
+        spawner.log.warning("renku-notebooks: user name %r gives no valid label value", username)
     spawner.extra_labels = labels
     annotations = dict(base["extra_annotations"] or {})
     annotations.update(
