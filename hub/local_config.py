@@ -74,6 +74,8 @@ SPAWNED_DIR = os.path.join(RUN_DIR, "spawned")
 WORK_DIR = os.path.join(RUN_DIR, "work")
 for d in (RUN_DIR, LOGS_DIR, SPAWNED_DIR, WORK_DIR):
     os.makedirs(d, exist_ok=True)
+# Anything the hub still writes relative to the current directory lands in the run dir too.
+os.chdir(RUN_DIR)
 
 PORT = env_int("JHUB_PORT", 8000)
 HUB_PORT = env_int("JHUB_HUB_PORT", 8081)
