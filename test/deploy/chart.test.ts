@@ -215,6 +215,7 @@ t.test('the Deployment wires env, probes, secret and security settings', async (
     'NOTEBOOKS_SERVER_OPTIONS_PATH',
     'NOTEBOOKS_MIN_ACCESS_LEVEL',
     'KUBERNETES_NAMESPACE',
+    'NOTEBOOKS_UPSTREAM_TIMEOUT',
     'PORT',
     'LOG_LEVEL',
   ]) {
