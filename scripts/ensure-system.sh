@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the local stack and the tests need, when missing:
+# JupyterHub 3 (the hub, its proxy and the classic notebook server), git, and Chromium
+# for the browser tests. Needs root (or sudo). Safe to run again.
+set -euo pipefail
+
+want=()
+[ -x /usr/bin/jupyterhub ] || want+=(jupyterhub)
+command -v git >/dev/null 2>&1 || want+=(git)
+[ -x /usr/lib/git-core/git-http-backend ] || want+=(git)
+if [ "${1:-}" = "--with-browser" ]; then
+  [ -x /usr/bin/chromium ] || want+=(chromium)
+fi
+[ ${#want[@]} -eq 0 ] && exit 0
+
+sudo=()
+[ "$(id -u)" -eq 0 ] || sudo=(sudo)
+echo "Installing Debian packages: ${want[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
