@@ -125,8 +125,11 @@ class SpawnRefused(ValueError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
-        # JupyterHub shows this attribute as the reason of a failed spawn.
+        # JupyterHub's progress stream shows `jupyterhub_message` ("Spawn failed: ..."),
+        # and its API error body is `log_message % args`: this puts the sentence in the
+        # answer to the POST that asked for the server instead of a bare "error".
         self.jupyterhub_message = message
+        self.log_message = "%s"
 
 
 # --------------------------------------------------------------------------- settings

@@ -244,6 +244,8 @@ class RefusalTest(unittest.TestCase):
         for word in words:
             self.assertIn(word, message)
         self.assertEqual(caught.exception.jupyterhub_message, message)
+        # What JupyterHub's API handler puts in its error body.
+        self.assertEqual(caught.exception.log_message % caught.exception.args, message)
         self.assertNotIn(TOKEN, message)
         return message
 
