@@ -103,7 +103,8 @@ c.JupyterHub.allow_named_servers = True
 c.JupyterHub.named_server_limit_per_user = env_int("JHUB_NAMED_SERVER_LIMIT", 0)
 c.JupyterHub.concurrent_spawn_limit = env_int("JHUB_CONCURRENT_SPAWN_LIMIT", 100)
 if env("JHUB_SLOW_SPAWN_TIMEOUT") is not None:
-    c.JupyterHub.slow_spawn_timeout = env_int("JHUB_SLOW_SPAWN_TIMEOUT", 10)
+    # Not a JupyterHub trait in 3.0: the request handlers read it from the tornado settings.
+    c.JupyterHub.tornado_settings = {"slow_spawn_timeout": env_int("JHUB_SLOW_SPAWN_TIMEOUT", 10)}
 
 
 def _proxy_token():

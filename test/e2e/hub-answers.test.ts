@@ -1,0 +1,120 @@
+/**
+ * The hub's other answers, as it really gives them: 202 for a slow start, 429 when its
+ * concurrent-spawn limit is reached, 400 "pending" on a stop during a start; and upstreams
+ * that are down or slow.
+ */
+import t from 'tap'
+import { buildApp } from '../../app.js'
+import { loadConfig } from '../../lib/config.js'
+import type { ServerObject } from '../../schemas/servers.js'
+import { eventually, startStack } from '../support/stack.js'
+
+// Every start answers 202 at once; one start at a time across the hub.
+const stack = await startStack({ hubEnv: { JHUB_SLOW_SPAWN_TIMEOUT: '0', JHUB_CONCURRENT_SPAWN_LIMIT: '1' } })
+t.teardown(() => stack.stop())
+const { world, users } = stack
+const demo = { namespace: 'demo-group', project: 'demo-project' }
+
+t.test('a slow start is 202, busy stops are 409, and the spawn limit is 429 with Retry-After', async (t) => {
+  const developer = stack.as(users.developer)
+  const launch = await developer<ServerObject>('POST', 'servers', {
+    ...demo,
+    commit_sha: world.commits.demo.masterFirst,
+  })
+  t.equal(launch.status, 202, 'the hub accepted the start')
+  t.equal(launch.body.status.state, 'starting')
+  t.equal(launch.body.status.ready, false)
+
+  const busy = await stack.as(users.maintainer)('POST', 'servers', {
+    ...demo,
+    commit_sha: world.commits.demo.masterSecond,
+  })
+  t.equal(busy.status, 429, 'another start while the hub is at its limit')
+  t.equal(busy.body.code, 'TOO_MANY_SPAWNS')
+  t.match(busy.headers.get('retry-after'), /^\d+$/, 'with Retry-After')
+
+  const stop = await developer('DELETE', `servers/${launch.body.name}`)
+  t.equal(stop.status, 409, 'stopping a server that is still starting')
+  t.equal(stop.body.code, 'SERVER_BUSY')
+  t.match(stop.body.messages.error, /retry/)
+
+  const running = await eventually(async () => {
+    const { body } = await developer<ServerObject>('GET', `servers/${launch.body.name}`)
+    return body.status?.state === 'running' ? body : undefined
+  })
+  t.equal(running.status.ready, true)
+  t.ok(
+    [202, 204].includes((await developer('DELETE', `servers/${launch.body.name}`)).status),
+    'then it stops',
+  )
+})
+
+t.test('readiness names the upstreams', async (t) => {
+  const ready = await stack.as(null)('GET', 'ready')
+  t.equal(ready.status, 200)
+  t.same(ready.body, { ok: true, checks: { jupyterhub: true, gitlab: true } })
+  t.same((await stack.as(null)('GET', 'health')).body, { ok: true })
+})
+
+t.test('upstreams that cannot be reached or do not answer in time', async (t) => {
+  const env = {
+    JUPYTERHUB_API_URL: stack.hub.apiUrl,
+    JUPYTERHUB_API_TOKEN: stack.serviceToken,
+    GITLAB_URL: stack.gitlab.url,
+    LOG_LEVEL: 'silent',
+  }
+  const auth = { authorization: `token ${users.developer.token}` }
+
+  const hubDown = await buildApp(loadConfig({ ...env, JUPYTERHUB_API_URL: 'http://127.0.0.1:1/hub/api' }))
+  t.teardown(() => hubDown.close())
+  const unreachable = await hubDown.inject({ url: '/services/notebooks/servers', headers: auth })
+  t.equal(unreachable.statusCode, 503, 'a hub that cannot be reached to check a token: 503, not 401')
+  t.same(unreachable.json(), {
+    messages: { error: 'JupyterHub cannot be reached.' },
+    code: 'UPSTREAM_UNAVAILABLE',
+  })
+  const notReady = await hubDown.inject({ url: '/services/notebooks/ready' })
+  t.equal(notReady.statusCode, 503)
+  t.same(notReady.json(), { ok: false, checks: { jupyterhub: false, gitlab: true } })
+
+  const slow = await buildApp(loadConfig({ ...env, NOTEBOOKS_UPSTREAM_TIMEOUT: '1' }))
+  t.teardown(() => slow.close())
+  stack.gitlab.faults.push({ server: 'gitlab', path: /^\/api\/v4\/projects\//, delayMs: 2500 })
+  t.teardown(() => {
+    stack.gitlab.faults.length = 0
+  })
+  const timedOut = await slow.inject({
+    method: 'POST',
+    url: '/services/notebooks/servers',
+    headers: auth,
+    payload: { ...demo, commit_sha: world.commits.demo.masterFirst },
+  })
+  t.equal(timedOut.statusCode, 504)
+  t.same(timedOut.json(), { messages: { error: 'GitLab did not answer in time.' }, code: 'UPSTREAM_TIMEOUT' })
+})
+
+t.test('unknown routes and servers', async (t) => {
+  const developer = stack.as(users.developer)
+  const route = await developer('GET', 'no/such/route')
+  t.equal(route.status, 404)
+  t.equal(route.body.code, 'ROUTE_NOT_FOUND')
+  const server = await developer('GET', 'servers/nope-12345678')
+  t.equal(server.status, 404)
+  t.same(server.body, {
+    messages: { error: 'You have no server named nope-12345678.' },
+    code: 'SERVER_NOT_FOUND',
+  })
+  const bad = await stack.as({ name: 'x', token: 'not-a-token' })('GET', 'servers')
+  t.equal(bad.status, 401)
+  t.equal(bad.body.code, 'NOT_AUTHENTICATED')
+  const bearer = await stack.as(null)('GET', 'servers', undefined, {
+    authorization: `Bearer ${users.developer.token}`,
+  })
+  t.equal(bearer.status, 200, 'Bearer works as well as token')
+  const filter = await developer('GET', 'servers?colour=blue')
+  t.equal(filter.status, 422, 'an unknown filter is refused')
+  t.ok(filter.body.messages.query.colour)
+  const options = await stack.as(null)('GET', 'server_options')
+  t.equal(options.status, 200)
+  t.equal(options.body.cpu_request.displayName, 'Number of CPUs')
+})
