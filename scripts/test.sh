@@ -48,7 +48,7 @@ fi
 [ "$tap_status" -eq 0 ] || status=1
 
 echo "== python"
-/usr/bin/python3 -m unittest discover -s test/python -t . 2>&1 | tee "$out/py.txt"
+/usr/bin/python3 -m unittest discover -s test/python -v 2>&1 | tee "$out/py.txt"
 py_status=${PIPESTATUS[0]}
 py_total=$(sed -nE 's/^Ran ([0-9]+) tests?.*/\1/p' "$out/py.txt" | tail -n 1)
 py_failed=0
