@@ -106,6 +106,8 @@ export interface KubernetesStandIn {
   setForbidden(forbidden: boolean): void
   /** Answers every request this many milliseconds late. */
   setDelay(ms: number): void
+  /** How many watch requests are open. */
+  openWatches(): number
   /** Writes a kubeconfig with another token (to test a rejected token). */
   writeKubeconfig(token: string, namespace?: string): Promise<string>
   close(): Promise<void>
@@ -638,6 +640,7 @@ export async function startKubernetes(options: KubernetesStandInOptions = {}): P
     setDelay(ms) {
       delay = ms
     },
+    openWatches: () => watchers.size,
     writeKubeconfig,
     async close() {
       for (const w of watchers) w.res.destroy()
