@@ -1,0 +1,70 @@
+/**
+ * A transparent HTTP proxy in front of an upstream that counts requests and connections,
+ * and can answer a few requests itself with a gateway error — to check what a client
+ * sends to a real upstream, not what a mock was told.
+ */
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+
+export interface CountingProxy {
+  url: string
+  /** `METHOD path` of each request passed on or answered. */
+  requests: string[]
+  /** TCP connections the client opened. */
+  connections: number
+  /** Answer the next `count` requests matching `path` with `status` instead of passing them on. */
+  failNext(path: RegExp, status: number, count?: number): void
+  close(): Promise<void>
+}
+
+export async function startCountingProxy(upstream: string): Promise<CountingProxy> {
+  const target = new URL(upstream)
+  const failures: { path: RegExp; status: number; left: number }[] = []
+  const agent = new http.Agent({ keepAlive: true })
+  const proxy: CountingProxy = {
+    url: '',
+    requests: [],
+    connections: 0,
+    failNext(path, status, count = 1) {
+      failures.push({ path, status, left: count })
+    },
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections()
+        server.close(() => resolve())
+        agent.destroy()
+      }),
+  }
+  const server = http.createServer((req, res) => {
+    proxy.requests.push(`${req.method} ${req.url}`)
+    const failure = failures.find((f) => f.left > 0 && f.path.test(req.url ?? ''))
+    if (failure) {
+      failure.left--
+      req.resume()
+      res.writeHead(failure.status, { 'content-type': 'text/html' }).end('<html>Bad Gateway</html>')
+      return
+    }
+    const forward = http.request(
+      {
+        host: target.hostname,
+        port: target.port,
+        method: req.method,
+        path: req.url,
+        headers: { ...req.headers, host: target.host },
+        agent,
+      },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers)
+        answer.pipe(res)
+      },
+    )
+    forward.on('error', () => res.writeHead(502).end())
+    req.pipe(forward)
+  })
+  server.on('connection', () => {
+    proxy.connections++
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  proxy.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  return proxy
+}
