@@ -499,3 +499,86 @@ t.test('closing the app ends the watch', async (t) => {
   await app.close()
   t.ok(await until(() => kube.openWatches() < before))
 })
+
+t.test('the stand-in answers as the API server does', async (t) => {
+  const api = (path: string, token = kube.token) =>
+    fetch(`${kube.url}/api/v1/namespaces/renku${path}`, { headers: { authorization: `Bearer ${token}` } })
+
+  const unauthorized = await api('/pods', 'wrong')
+  t.equal(unauthorized.status, 401)
+  t.same(await unauthorized.json(), {
+    kind: 'Status',
+    apiVersion: 'v1',
+    metadata: {},
+    status: 'Failure',
+    message: 'Unauthorized',
+    reason: 'Unauthorized',
+    code: 401,
+  })
+
+  const list = (await (
+    await api('/pods?labelSelector=renku.io/username%3Dalice,component%3Dsingleuser-server')
+  ).json()) as {
+    kind: string
+    metadata: { resourceVersion: string }
+    items: unknown[]
+  }
+  t.equal(list.kind, 'PodList')
+  t.equal(list.items.length, podFixtureNames.length, "alice's pods only")
+  t.match(list.metadata.resourceVersion, /^\d+$/)
+
+  const badField = await api('/events?fieldSelector=involvedObject.color%3Dblue')
+  t.equal(badField.status, 400)
+  t.match(await badField.json(), {
+    reason: 'BadRequest',
+    message: 'field label not supported: involvedObject.color',
+  })
+
+  const waiting = await api(
+    `/pods/${podName('image-pull-backoff')}/log?container=notebook&follow=false&pretty=false&previous=false&timestamps=false`,
+  )
+  t.equal(waiting.status, 400)
+  t.match(await waiting.json(), {
+    kind: 'Status',
+    reason: 'BadRequest',
+    code: 400,
+    message: `container "notebook" in pod "${podName('image-pull-backoff')}" is waiting to start: trying and failing to pull image`,
+  })
+  const missing = await api('/pods/nope/log?container=notebook')
+  t.equal(missing.status, 404)
+  t.match(await missing.json(), {
+    reason: 'NotFound',
+    message: 'pods "nope" not found',
+    details: { name: 'nope', kind: 'pods' },
+  })
+  const unscheduled = await api(`/pods/${podName('pending-unschedulable')}/log?container=notebook`)
+  t.equal(unscheduled.status, 200)
+  t.equal(await unscheduled.text(), '')
+  const noContainer = await api(`/pods/${podName('running-ready')}/log?container=git`)
+  t.equal(noContainer.status, 400)
+  t.match(await noContainer.json(), {
+    message: `container git is not valid for pod ${podName('running-ready')}`,
+  })
+
+  // A watch without a resourceVersion starts with a synthetic ADDED per pod, one compact JSON line each.
+  const controller = new AbortController()
+  const watch = await fetch(
+    `${kube.url}/api/v1/namespaces/renku/pods?watch=true&labelSelector=renku.io/username%3Dalice`,
+    {
+      headers: { authorization: `Bearer ${kube.token}` },
+      signal: controller.signal,
+    },
+  )
+  t.equal(watch.status, 200)
+  const reader = watch.body?.getReader()
+  let text = ''
+  while (reader && text.split('\n').length <= list.items.length) {
+    const { value, done } = await reader.read()
+    if (done) break
+    text += new TextDecoder().decode(value)
+  }
+  controller.abort()
+  const lines = text.trim().split('\n')
+  t.equal(lines.length, list.items.length)
+  t.ok(lines.every((line) => !line.includes('\n') && (JSON.parse(line) as { type: string }).type === 'ADDED'))
+})
