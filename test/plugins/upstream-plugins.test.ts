@@ -191,7 +191,8 @@ t.test(
       .catch((e: unknown) => e)
     t.ok(branchName instanceof ApiError && branchName.statusCode === 404, 'a branch name is not a commit')
     await t.resolves(app.gitlab.requireBranch(tokens.developer.token, demo, 'feature'))
-    await t.rejects(app.gitlab.requireBranch(tokens.developer.token, demo, 'nope'), { statusCode: 404 })
+    const noBranch = await app.gitlab.requireBranch(tokens.developer.token, demo, 'nope').catch((e: unknown) => e)
+    t.ok(noBranch instanceof ApiError && noBranch.statusCode === 404, 'an unknown branch is 404')
 
     t.equal(await app.gitlab.hasImageTag(tokens.developer.token, demo, masterFirst.slice(0, 7)), true)
     t.equal(
