@@ -191,7 +191,9 @@ t.test(
       .catch((e: unknown) => e)
     t.ok(branchName instanceof ApiError && branchName.statusCode === 404, 'a branch name is not a commit')
     await t.resolves(app.gitlab.requireBranch(tokens.developer.token, demo, 'feature'))
-    const noBranch = await app.gitlab.requireBranch(tokens.developer.token, demo, 'nope').catch((e: unknown) => e)
+    const noBranch = await app.gitlab
+      .requireBranch(tokens.developer.token, demo, 'nope')
+      .catch((e: unknown) => e)
     t.ok(noBranch instanceof ApiError && noBranch.statusCode === 404, 'an unknown branch is 404')
 
     t.equal(await app.gitlab.hasImageTag(tokens.developer.token, demo, masterFirst.slice(0, 7)), true)
