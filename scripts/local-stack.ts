@@ -8,7 +8,11 @@ import { startStack } from '../test/support/stack.js'
 const stack = await startStack({ serviceEnv: { LOG_LEVEL: process.env.LOG_LEVEL ?? 'info' } })
 const { hub, users, world } = stack
 const service = `${hub.publicUrl}/services/notebooks/`
-const body = JSON.stringify({ namespace: 'demo-group', project: 'demo-project', commit_sha: world.commits.demo.masterFirst })
+const body = JSON.stringify({
+  namespace: 'demo-group',
+  project: 'demo-project',
+  commit_sha: world.commits.demo.masterFirst,
+})
 
 process.stdout.write(`
 The local stack is running (Ctrl-C stops it).

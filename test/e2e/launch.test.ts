@@ -207,7 +207,7 @@ t.test('branch, notebook, server options and an explicit image', async (t) => {
   const options = await hub.spawnedOptions('developer', launch.body.name)
   t.equal(options?.notebook, 'notebooks/analysis.ipynb')
   t.equal(options?.branch, 'feature')
-  t.same((options?.server_options as Record<string, unknown>).lfs_auto_fetch, true)
+  t.equal((options?.server_options as Record<string, unknown> | undefined)?.lfs_auto_fetch, true)
   await readyServer(developer, launch.body.name)
   const dir = workDir('developer', launch.body.name)
   t.equal((await exec('git', ['-C', dir, 'rev-parse', 'HEAD'])).stdout.trim(), feature)

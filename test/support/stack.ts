@@ -31,6 +31,7 @@ export interface ApiResponse<T = unknown> {
   headers: Headers
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: tests read the JSON answers of many shapes
 export type Call = <T = any>(
   method: string,
   path: string,
@@ -115,6 +116,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         } catch {
           // not JSON: keep the text
         }
+        // biome-ignore lint/suspicious/noExplicitAny: as above
         return { status: response.status, body: parsed as any, headers: response.headers }
       }
 
