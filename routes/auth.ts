@@ -53,7 +53,7 @@ const authRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         querystring: NextQuery,
         response: {
           302: redirect("To the hub's OAuth authorize page."),
-          ...errors({ 400: '`next` is not a path on this service.', 422: 'Invalid query.' }),
+          ...errors({ 400: '`next` is not a path on this service (`INVALID_NEXT`).', 422: 'Invalid query.' }),
         },
       },
     },
@@ -66,6 +66,8 @@ const authRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get(
     '/oauth_callback',
     {
+      // Its URL holds the one-time code: no request logs for it below warnings.
+      logLevel: 'warn',
       schema: {
         operationId: 'oauthCallback',
         summary: 'Finish logging in through JupyterHub',
@@ -79,8 +81,10 @@ const authRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         response: {
           302: redirect('Logged in: back to where the login started.'),
           ...errors({
-            400: 'The state or the code is missing, wrong, expired or used already.',
-            403: 'The hub refused the login, or the account is not a user.',
+            400:
+              'The state or the code is missing, wrong, expired or used already (`OAUTH_CALLBACK_INVALID`, ' +
+              '`OAUTH_STATE_INVALID`, `OAUTH_CODE_INVALID`).',
+            403: 'The hub refused the login (`OAUTH_DENIED`), or the account is not a user (`USERS_ONLY`).',
             422: 'Invalid query.',
             502: 'JupyterHub gave an unexpected answer.',
             503: 'JupyterHub cannot be reached.',
@@ -115,7 +119,7 @@ const authRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         user: identity.name,
         expiresAt: Date.now() + maxAge * 1000,
       })
-      request.log.info({ user: identity.name }, 'login')
+      fastify.log.info({ user: identity.name }, 'login')
       reply.setCookie(SESSION_COOKIE, value, { ...hubLogin.cookieOptions, maxAge })
       return reply.redirect(next, 302)
     },
@@ -136,7 +140,7 @@ const authRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         response: {
           204: { type: 'null', description: 'Logged out.' },
           302: redirect('Logged out: to `next`, or to the hub’s logout page.'),
-          ...errors({ 400: '`next` is not a path on this service.', 422: 'Invalid query.' }),
+          ...errors({ 400: '`next` is not a path on this service (`INVALID_NEXT`).', 422: 'Invalid query.' }),
         },
       },
     },

@@ -940,7 +940,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description `next` is not a path on this service. */
+            /** @description `next` is not a path on this service (`INVALID_NEXT`). */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -985,7 +985,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The state or the code is missing, wrong, expired or used already. */
+            /** @description The state or the code is missing, wrong, expired or used already (`OAUTH_CALLBACK_INVALID`, `OAUTH_STATE_INVALID`, `OAUTH_CODE_INVALID`). */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -994,7 +994,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description The hub refused the login, or the account is not a user. */
+            /** @description The hub refused the login (`OAUTH_DENIED`), or the account is not a user (`USERS_ONLY`). */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1069,7 +1069,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description `next` is not a path on this service. */
+            /** @description `next` is not a path on this service (`INVALID_NEXT`). */
             400: {
                 headers: {
                     [name: string]: unknown;

@@ -73,6 +73,31 @@ t.test('the session cookie can only be opened by the service, unchanged and in t
   }
 })
 
+t.test('a hub that cannot be reached during login is a 503 naming it', async (t) => {
+  const app = await buildApp(
+    loadConfig({
+      JUPYTERHUB_API_URL: 'http://127.0.0.1:9/hub/api',
+      JUPYTERHUB_API_TOKEN: 'service-token',
+      JUPYTERHUB_ORIGIN: 'https://hub.example.org',
+      LOG_LEVEL: 'silent',
+    }),
+  )
+  t.teardown(() => app.close())
+  const login = await app.inject({ url: `${PREFIX}login?next=${encodeURIComponent(`${PREFIX}servers`)}` })
+  t.equal(login.statusCode, 302)
+  const authorize = new URL(login.headers.location as string)
+  t.equal(`${authorize.origin}${authorize.pathname}`, 'https://hub.example.org/hub/api/oauth2/authorize')
+  t.equal(authorize.searchParams.get('redirect_uri'), `${PREFIX}oauth_callback`, 'the default callback')
+  t.equal(authorize.searchParams.has('scope'), false)
+  const state = authorize.searchParams.get('state') as string
+  const res = await app.inject({
+    url: `${PREFIX}oauth_callback?code=abc&state=${encodeURIComponent(state)}`,
+    cookies: { [STATE_COOKIE]: state },
+  })
+  t.equal(res.statusCode, 503)
+  t.same(res.json(), { messages: { error: 'JupyterHub cannot be reached.' }, code: 'UPSTREAM_UNAVAILABLE' })
+})
+
 t.test('OAuth login through a real JupyterHub', async (t) => {
   const serviceToken = randomBytes(24).toString('hex')
   const port = await freePort()
