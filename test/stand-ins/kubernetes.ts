@@ -15,8 +15,7 @@ import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { escapeUsername } from '../../lib/kubernetes/labels.js'
-import { loadPodFixture } from '../fixtures/kubernetes/index.js'
+import { fixtureFor } from '../fixtures/kubernetes/index.js'
 
 type Json = Record<string, unknown>
 
@@ -610,28 +609,11 @@ export async function startKubernetes(options: KubernetesStandInOptions = {}): P
       logs.set(`${podName}/${container}`, text)
     },
     seedServers(username, serverNames) {
-      const template = loadPodFixture('running-ready')
-      const label = escapeUsername(username)
       return serverNames.map((serverName) => {
-        const pod = clone(template.pod)
-        const name = `jupyter-${label}--${escapeUsername(serverName)}`.slice(0, 63).replace(/-+$/, '')
-        pod.metadata.name = name
-        pod.metadata.uid = randomUUID()
-        pod.metadata.labels = {
-          ...pod.metadata.labels,
-          'renku.io/username': label,
-          'hub.jupyter.org/username': label,
-          'hub.jupyter.org/servername': serverName,
-        }
-        pod.metadata.annotations = {
-          ...pod.metadata.annotations,
-          'renku.io/username': label,
-          'hub.jupyter.org/username': username,
-          'hub.jupyter.org/servername': serverName,
-        }
+        const { pod, log } = fixtureFor('running-ready', username, serverName)
         store(pod)
-        logs.set(`${name}/notebook`, template.log)
-        return name
+        logs.set(`${pod.metadata.name}/notebook`, log)
+        return pod.metadata.name
       })
     },
     setForbidden(value) {
