@@ -4,7 +4,7 @@ import fp from 'fastify-plugin'
 import { LRUCache } from 'lru-cache'
 import { ApiError } from '../lib/errors.js'
 import type { HubIdentity } from '../lib/jupyterhub.js'
-import { prefersHtml, SESSION_COOKIE, SessionSealer } from '../lib/session.js'
+import { prefersHtml, SESSION_COOKIE } from '../lib/session.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -55,7 +55,7 @@ export default fp<HubAuthOptions>(
     }
 
     // The login session cookie (routes/auth.ts); its hub token goes through the same check.
-    const sessions = new SessionSealer(fastify.config.hubApiToken)
+    const { sessions } = fastify.hubLogin
     const loginPath = `${fastify.config.servicePrefix}login`
 
     async function identifyCaller(request: FastifyRequest): Promise<HubIdentity | null> {
