@@ -143,6 +143,8 @@ export class PodCache {
         finished = true
         this.controller = undefined
         if (expired) {
+          // Changes since are lost: until the new list, the copy cannot be trusted.
+          this.current = false
           this.resourceVersion = ''
           resolve()
         } else if (error && !this.stopped) {

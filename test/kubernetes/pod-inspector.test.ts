@@ -491,6 +491,29 @@ t.test(
   },
 )
 
+t.test('an expired watch (410 Gone): the copy lists again and stays current', async (t) => {
+  const { app } = await build(t, config(env()))
+  const k8s = pods(app)
+  await k8s.cache?.whenSynced()
+  const mark = kube.requests.length
+  kube.expireWatches()
+  const [name = ''] = kube.seedServers('frank', ['late-project-5d6e7f80'])
+  t.ok(
+    await until(async () => (await k8s.podsForUser('frank', [{ name: 'late-project-5d6e7f80' }])).size === 1),
+    'a pod created after the expiry is seen',
+  )
+  t.ok(await until(() => k8s.cache?.synced === true))
+  const after = kube.requests.slice(mark).filter((r) => r.path === '/api/v1/namespaces/renku/pods')
+  // Meanwhile lookups may list the user's pods (`renku.io/username=frank`): the copy is not current.
+  const relist = after.findIndex((r) => r.query.labelSelector === 'renku.io/username' && !r.query.watch)
+  t.ok(relist >= 0, 'a fresh list of all notebook pods')
+  t.ok(
+    after.slice(relist).some((r) => r.query.watch === 'true' && r.query.resourceVersion),
+    'then a watch from its resourceVersion',
+  )
+  kube.removePod(name)
+})
+
 t.test('closing the app ends the watch', async (t) => {
   const { app } = await build(t, config(env()))
   await pods(app).cache?.whenSynced()

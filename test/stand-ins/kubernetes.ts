@@ -107,6 +107,11 @@ export interface KubernetesStandIn {
   setDelay(ms: number): void
   /** How many watch requests are open. */
   openWatches(): number
+  /**
+   * Compacts history as etcd does: open watches get an ERROR event with a 410 Status and end,
+   * and watching from an older resourceVersion is refused with 410, so clients must list again.
+   */
+  expireWatches(): void
   /** Writes a kubeconfig with another token (to test a rejected token). */
   writeKubeconfig(token: string, namespace?: string): Promise<string>
   close(): Promise<void>
@@ -262,6 +267,10 @@ export async function startKubernetes(options: KubernetesStandInOptions = {}): P
   const watchers = new Set<{ res: http.ServerResponse; match: (p: StandInPod) => boolean }>()
   const history: Array<{ rv: number; type: string; pod: StandInPod }> = []
   let resourceVersion = 1000
+  // Watches from a resourceVersion older than this are refused with 410 Gone.
+  let compacted = 0
+  const expired = (from: number) =>
+    status(410, 'Expired', `too old resource version: ${from} (${resourceVersion})`)
   let forbidden = false
   let delay = 0
 
@@ -270,7 +279,7 @@ export async function startKubernetes(options: KubernetesStandInOptions = {}): P
   function notify(type: 'ADDED' | 'MODIFIED' | 'DELETED', pod: StandInPod): void {
     history.push({ rv: Number(pod.metadata.resourceVersion), type, pod: clone(pod) })
     const line = `${JSON.stringify({ type, object: pod })}\n`
-    for (const w of watchers) if (w.match(pod)) w.res.write(line)
+    for (const w of watchers) if (w.match(pod) && !w.res.writableEnded) w.res.write(line)
   }
 
   function store(pod: StandInPod): void {
@@ -331,10 +340,13 @@ export async function startKubernetes(options: KubernetesStandInOptions = {}): P
       )
     }
     if (watch !== null && truthy.has(watch)) {
+      const from = query.get('resourceVersion')
+      if (from && from !== '0' && Number(from) < compacted) {
+        return send(res, 410, expired(Number(from)))
+      }
       res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' })
       // The API server sends the headers at once, before any event.
       res.flushHeaders()
-      const from = query.get('resourceVersion')
       if (!from || from === '0') {
         for (const pod of pods.values())
           if (match(pod)) res.write(`${JSON.stringify({ type: 'ADDED', object: pod })}\n`)
@@ -623,6 +635,14 @@ export async function startKubernetes(options: KubernetesStandInOptions = {}): P
       delay = ms
     },
     openWatches: () => watchers.size,
+    expireWatches() {
+      compacted = resourceVersion
+      history.length = 0
+      for (const w of watchers) {
+        watchers.delete(w)
+        w.res.end(`${JSON.stringify({ type: 'ERROR', object: expired(resourceVersion - 1) })}\n`)
+      }
+    },
     writeKubeconfig,
     async close() {
       for (const w of watchers) w.res.destroy()
