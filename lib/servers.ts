@@ -94,7 +94,12 @@ export function toServerObject(
   pod?: PodView,
 ): ServerObject {
   const options = server.user_options ?? {}
-  const annotations = { ...annotationsOf(user, options), ...pickRenku(pod?.annotations) }
+  // The pod's label holds the escaped user name; the annotation keeps the hub's own.
+  const annotations = {
+    ...annotationsOf(user, options),
+    ...pickRenku(pod?.annotations),
+    'renku.io/username': user,
+  }
   return {
     name: server.name,
     url: serverUrl(hub.origin, hub.baseUrl, user, server.name),
@@ -103,7 +108,8 @@ export function toServerObject(
     annotations,
     resources: { ...resourcesOf(options), ...pod?.resources },
     status: statusOf(server, pod),
-    state: server.state ?? {},
+    // A pod found by its labels names itself, so logs and forced deletion can reach it.
+    state: { ...(pod && { pod_name: pod.name }), ...server.state },
   }
 }
 
