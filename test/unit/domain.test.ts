@@ -224,6 +224,16 @@ t.test('server object from the hub server', async (t) => {
     { state: 'starting', ready: false, phase: 'Running' },
     'hub ready, pod not ready: starting',
   )
+  t.equal(notReady.state.pod_name, 'jupyter-alice', 'a pod found by its labels is named in state')
+  const escaped = toServerObject({ origin: '', baseUrl: '/' }, 'alice@example.com', hubServer, {
+    ...pod,
+    annotations: { 'renku.io/username': 'alice-40example-2ecom', 'renku.io/branch': 'master' },
+  })
+  t.equal(
+    escaped.annotations['renku.io/username'],
+    'alice@example.com',
+    "the hub's user name, not the label's",
+  )
   t.ok(matchesFilter(server, { namespace: 'ns', commit_sha: sha.toUpperCase() }))
   t.notOk(matchesFilter(server, { branch: 'dev' }))
 })
