@@ -1,4 +1,5 @@
 import type { ServerObject } from '../schemas/servers.js'
+import { UpstreamError } from './errors.js'
 import type { JupyterHubClient } from './jupyterhub.js'
 import type { PodInspector, PodView } from './pods.js'
 import { toServerObject } from './servers.js'
@@ -9,6 +10,8 @@ export interface ServerDirectoryOptions {
   pods: PodInspector | null
   origin: string
   baseUrl: string
+  /** Told when pod details could not be read and the hub's data is shown alone. */
+  onPodsUnavailable?: (err: UpstreamError) => void
 }
 
 /** A user's servers as the service shows them: the hub's list, enriched with pod details. */
@@ -25,7 +28,13 @@ export class ServerDirectory {
         const podName = server.state?.pod_name
         return { name: server.name, ...(typeof podName === 'string' && { podName }) }
       })
-      pods = await this.options.pods.podsForUser(user, refs)
+      try {
+        pods = await this.options.pods.podsForUser(user, refs)
+      } catch (err) {
+        // Kubernetes down must not hide the servers: the hub's word is enough to list them.
+        if (!(err instanceof UpstreamError)) throw err
+        this.options.onPodsUnavailable?.(err)
+      }
     }
     const hub = { origin: this.options.origin, baseUrl: this.options.baseUrl }
     return new Map(

@@ -22,6 +22,11 @@ export default fp(
       pods: kubernetes,
       origin: config.hubOrigin,
       baseUrl: config.hubBaseUrl,
+      onPodsUnavailable: (err) =>
+        fastify.log.warn(
+          { failure: err.failure, detail: err.detail },
+          'pod details unavailable; showing the hub data alone',
+        ),
     })
     fastify.decorate('servers', directory)
     fastify.decorate('launcher', new Launcher({ hub: jupyterhub, gitlab, directory, config }))

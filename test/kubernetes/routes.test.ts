@@ -3,7 +3,12 @@
  * server object takes its status and resources from the server's pod, only ever the caller's,
  * and readiness checks Kubernetes.
  */
+import { writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
 import t from 'tap'
+import { buildApp } from '../../app.js'
+import { loadConfig } from '../../lib/config.js'
 import type { ServerObject } from '../../schemas/servers.js'
 import { fixtureFor, type PodFixtureName } from '../fixtures/kubernetes/index.js'
 import { startKubernetes } from '../stand-ins/kubernetes.js'
@@ -12,7 +17,12 @@ import { eventually, startStack } from '../support/stack.js'
 const kube = await startKubernetes({ namespace: 'renku' })
 t.teardown(() => kube.close())
 const stack = await startStack({
-  serviceEnv: { KUBECONFIG: kube.kubeconfigPath, KUBERNETES_NAMESPACE: kube.namespace },
+  // No log files: logs come from Kubernetes.
+  serviceEnv: {
+    KUBECONFIG: kube.kubeconfigPath,
+    KUBERNETES_NAMESPACE: kube.namespace,
+    NOTEBOOKS_LOGS_DIR: '',
+  },
 })
 t.teardown(() => stack.stop())
 const { world, users } = stack
@@ -118,4 +128,83 @@ t.test('readiness checks Kubernetes', async (t) => {
     'readiness to see Kubernetes fail',
   )
   t.match(failing.body, { ok: false, checks: { kubernetes: false } })
+})
+
+t.test("logs are the notebook container's, from Kubernetes", async (t) => {
+  const podName = podState('running-ready', 'developer', name)
+  kube.setLog(podName, 'first\nsecond\nthird\n')
+  const tail = await developer<string[]>('GET', `logs/${name}?max_lines=2`)
+  t.equal(tail.status, 200)
+  t.same(tail.body, ['second', 'third'], 'the last lines, oldest first')
+  const asked = kube.requests.filter((r) => r.path.endsWith(`/pods/${podName}/log`)).at(-1)
+  t.equal(asked?.query.container, 'notebook')
+  t.equal(asked?.query.tailLines, '2')
+  t.same((await developer<string[]>('GET', `logs/${name}?max_lines=0`)).body, ['first', 'second', 'third'])
+  t.equal(
+    kube.requests.filter((r) => r.path.endsWith('/log')).at(-1)?.query.tailLines,
+    undefined,
+    '0: no tailLines',
+  )
+
+  podState('image-pull-backoff', 'developer', name)
+  const waiting = await developer<string[]>('GET', `logs/${name}`)
+  t.equal(waiting.status, 200, 'a container that has not started is not an error')
+  t.equal(waiting.body.length, 1)
+  t.match(waiting.body[0], /has not started yet/)
+  t.equal((await maintainer('GET', `logs/${name}`)).status, 404, 'another user cannot read them')
+})
+
+t.test('a server the hub cannot stop yet: 409, or with force=true its pod is deleted', async (t) => {
+  // The local spawner's test delay holds the start open, so the hub keeps the server pending.
+  const held = 'held-open'
+  // Its answer may never come: the hub is stopped at the end, still holding it.
+  stack.hub.admin('POST', `/users/developer/servers/${held}`, { jhub_test_delay: 20 }).catch(() => {})
+  await eventually(async () =>
+    (await developer('GET', `servers/${held}`)).status === 200 ? true : undefined,
+  )
+  const podName = podState('pending-unschedulable', 'developer', held)
+  const pending = await statusOnce(held, (server) => server.state.pod_name === podName)
+  t.equal(pending.status.state, 'starting')
+
+  const refused = await developer('DELETE', `servers/${held}`)
+  t.equal(refused.status, 409)
+  t.equal(refused.body.code, 'SERVER_BUSY')
+  t.equal(kube.deletions.length, 0, 'no pod deleted without force')
+
+  const forced = await developer('DELETE', `servers/${held}?force=true`)
+  t.equal(forced.status, 202, 'accepted: the pod is being deleted')
+  t.same(kube.deletions, [{ name: podName, gracePeriodSeconds: 30 }])
+})
+
+t.test('Kubernetes unreachable: logs are 503 naming it, the rest works from the hub', async (t) => {
+  const kubeconfig = path.join(tmpdir(), `kubeconfig-unreachable-${process.pid}.yaml`)
+  await writeFile(
+    kubeconfig,
+    [
+      'apiVersion: v1',
+      'kind: Config',
+      'clusters: [{name: c, cluster: {server: "http://127.0.0.1:1", insecure-skip-tls-verify: true}}]',
+      'users: [{name: u, user: {token: t}}]',
+      'contexts: [{name: x, context: {cluster: c, user: u, namespace: renku}}]',
+      'current-context: x',
+    ].join('\n'),
+  )
+  const app = await buildApp(
+    loadConfig({
+      JUPYTERHUB_API_URL: stack.hub.apiUrl,
+      JUPYTERHUB_API_TOKEN: stack.serviceToken,
+      GITLAB_URL: stack.gitlab.url,
+      KUBECONFIG: kubeconfig,
+      NOTEBOOKS_UPSTREAM_TIMEOUT: '2',
+      LOG_LEVEL: 'silent',
+    }),
+  )
+  t.teardown(() => app.close())
+  const headers = { authorization: `token ${users.developer.token}` }
+  const list = await app.inject({ url: '/services/notebooks/servers', headers })
+  t.equal(list.statusCode, 200, 'servers are still listed')
+  t.equal(list.json().servers[name].status.state, 'running', "from the hub's data")
+  const logs = await app.inject({ url: `/services/notebooks/logs/${name}`, headers })
+  t.equal(logs.statusCode, 503)
+  t.same(logs.json(), { messages: { error: 'Kubernetes cannot be reached.' }, code: 'UPSTREAM_UNAVAILABLE' })
 })
