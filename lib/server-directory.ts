@@ -1,6 +1,6 @@
 import type { ServerObject } from '../schemas/servers.js'
 import { UpstreamError } from './errors.js'
-import type { JupyterHubClient } from './jupyterhub.js'
+import type { HubUser, JupyterHubClient } from './jupyterhub.js'
 import type { PodInspector, PodView } from './pods.js'
 import { toServerObject } from './servers.js'
 
@@ -18,10 +18,26 @@ export interface ServerDirectoryOptions {
 export class ServerDirectory {
   constructor(private readonly options: ServerDirectoryOptions) {}
 
+  /**
+   * Views built per hub answer: callers that shared one hub read (see JupyterHubClient.getUser)
+   * share the pod lookup and the server objects too, instead of each building their own.
+   */
+  private readonly views = new WeakMap<HubUser, Promise<ReadonlyMap<string, ServerObject>>>()
+
   /** All of the user's servers, keyed by name; one hub call and at most one pod list. */
-  async list(user: string): Promise<Map<string, ServerObject>> {
+  async list(user: string): Promise<ReadonlyMap<string, ServerObject>> {
     const hubUser = await this.options.hub.getUser(user)
-    const servers = Object.values(hubUser?.servers ?? {}).filter((server) => server.name !== '')
+    if (!hubUser) return new Map()
+    let view = this.views.get(hubUser)
+    if (!view) {
+      view = this.build(user, hubUser)
+      this.views.set(hubUser, view)
+    }
+    return view
+  }
+
+  private async build(user: string, hubUser: HubUser): Promise<ReadonlyMap<string, ServerObject>> {
+    const servers = Object.values(hubUser.servers).filter((server) => server.name !== '')
     let pods = new Map<string, PodView>()
     if (this.options.pods && servers.length) {
       const refs = servers.map((server) => {
