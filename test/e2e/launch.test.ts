@@ -345,6 +345,10 @@ t.test('launches refused with the error body', async (t) => {
 t.test('GitLab credentials that are missing or rejected ask the user to log in again', async (t) => {
   const withoutGitLab = await hub.createUser('no-gitlab-login')
   const none = await stack.as(withoutGitLab)('POST', 'servers', { ...demo, commit_sha: masterFirst })
+  await hub.setGitLabToken('maintainer', null)
+  const cleared = await stack.as(users.maintainer)('POST', 'servers', { ...demo, commit_sha: masterFirst })
+  t.equal(cleared.status, 401, 'an auth_state without a GitLab token')
+  t.equal(cleared.body.code, 'GITLAB_TOKEN_MISSING')
   t.equal(none.status, 401)
   t.equal(none.body.code, 'GITLAB_TOKEN_MISSING')
   t.match(none.body.messages.error, /log in again/)

@@ -236,7 +236,8 @@ async function launch(opts: HubOptions): Promise<Hub> {
 
   const setGitLabToken = async (name: string, gitlabToken: string | null) => {
     const res = await admin('PATCH', `/users/${encodeURIComponent(name)}`, {
-      auth_state: gitlabToken === null ? null : { access_token: gitlabToken },
+      // The hub refuses a null auth_state; an empty one holds no GitLab token.
+      auth_state: gitlabToken === null ? {} : { access_token: gitlabToken },
     })
     expect(`setting auth_state of ${name}`, res, 200)
   }
