@@ -1,6 +1,11 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Ajv } from 'ajv'
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, {
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyServerOptions,
+} from 'fastify'
 import type { Config } from './lib/config.js'
 import { ApiError, type FieldErrors, UpstreamError } from './lib/errors.js'
 import configPlugin from './plugins/config.js'
@@ -114,6 +119,15 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     keepAliveTimeout: 72_000,
     // The hub and an ingress sit in front of the service.
     trustProxy: true,
+    // Errors the router raises before any route runs (bad percent-encoding, an overlong path part).
+    frameworkErrors: (err, _request, reply) => {
+      const [code, message] =
+        err.code === 'FST_ERR_BAD_URL'
+          ? ['BAD_URL', 'The URL is not validly percent-encoded.']
+          : ['URI_TOO_LONG', 'A part of the URL is too long.']
+      const status = err.statusCode ?? 400
+      ;(reply as FastifyReply).code(status).send(new ApiError(status, code, message).toBody())
+    },
     ...options.fastify,
   }).withTypeProvider<TypeBoxTypeProvider>()
 

@@ -118,3 +118,40 @@ t.test('unknown routes and servers', async (t) => {
   t.equal(options.status, 200)
   t.equal(options.body.cpu_request.displayName, 'Number of CPUs')
 })
+
+t.test('malformed input is always a 4xx with the error body, never a 500', async (t) => {
+  const developer = stack.as(users.developer)
+  const requests: [string, string, unknown?, Record<string, string>?][] = [
+    ['GET', 'servers/%ZZ'],
+    ['GET', `servers/${'x'.repeat(300)}`],
+    ['GET', 'servers?namespace=a&namespace=b'],
+    ['GET', 'logs/x?max_lines=1e99'],
+    ['GET', 'logs/x?max_lines=1.5'],
+    ['GET', 'logs/x?max_lines='],
+    ['DELETE', 'servers/x?force=maybe'],
+    ['POST', 'servers', '{"namespace": "a", "namespace": 1}'],
+    ['POST', 'servers', 'null'],
+    ['POST', 'servers', '"a string"'],
+    ['POST', 'servers', '{"__proto__": {"admin": true}}'],
+    ['POST', 'servers', { namespace: 'a', project: 'b', commit_sha: 'abcdef1', serverOptions: [] }],
+    [
+      'POST',
+      'servers',
+      { namespace: 'a', project: 'b', commit_sha: 'abcdef1', serverOptions: { cpu_request: null } },
+    ],
+    ['POST', 'servers', { namespace: '', project: 'b', commit_sha: 'abcdef1' }],
+    ['POST', 'servers', { namespace: 'a', project: '../etc', commit_sha: 'abcdef1' }],
+    ['POST', 'servers', { namespace: 'a', project: 'b', commit_sha: 'a'.repeat(41) }],
+    ['POST', 'servers', 'x'.repeat(2_000_000)],
+    ['POST', 'servers', '{}', { 'content-type': 'application/x-www-form-urlencoded' }],
+    ['POST', 'servers', undefined, { 'content-type': 'application/json' }],
+    ['PUT', 'servers'],
+  ]
+  for (const [method, route, body, headers] of requests) {
+    const response = await developer(method, route, body, headers)
+    const what = `${method} ${route.slice(0, 40)} ${typeof body === 'string' ? body.slice(0, 30) : JSON.stringify(body ?? '')}`
+    t.ok(response.status >= 400 && response.status < 500, `${what}: ${response.status}`)
+    t.type(response.body?.messages?.error, 'string', `${what}: the error body`)
+    t.match(response.body?.code, /^[A-Z_]+$/, `${what}: a code`)
+  }
+})
