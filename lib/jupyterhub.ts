@@ -31,7 +31,8 @@ export interface HubIdentity {
   admin: boolean
 }
 
-export type StartOutcome = 'created' | 'accepted' | 'already-running' | 'already-pending'
+/** A second start of a server that is starting is answered 202, like the first ('accepted'). */
+export type StartOutcome = 'created' | 'accepted' | 'already-running'
 export type StopOutcome = 'stopped' | 'accepted' | 'missing'
 
 export interface JupyterHubClientOptions {
@@ -133,7 +134,14 @@ export class JupyterHubClient {
         return 'accepted'
       case 400:
         if (/is already running/.test(text)) return 'already-running'
-        if (/is pending/.test(text)) return 'already-pending'
+        // The hub answers a start that comes while the server is stopping this way.
+        if (/is pending stop/.test(text)) {
+          throw new ApiError(
+            409,
+            'SERVER_BUSY',
+            'The server is stopping; launch it again once it has stopped.',
+          )
+        }
         if (/maximum of \d+ named servers/.test(text)) {
           throw new ApiError(
             409,

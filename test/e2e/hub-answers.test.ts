@@ -49,6 +49,50 @@ t.test('a slow start is 202, busy stops are 409, and the spawn limit is 429 with
   )
 })
 
+t.test('two replicas launching the same server at once give one server', async (t) => {
+  const replica = await buildApp(
+    loadConfig({
+      JUPYTERHUB_API_URL: stack.hub.apiUrl,
+      JUPYTERHUB_API_TOKEN: stack.serviceToken,
+      GITLAB_URL: stack.gitlab.url,
+      LOG_LEVEL: 'silent',
+    }),
+  )
+  t.teardown(() => replica.close())
+  const body = { ...demo, commit_sha: world.commits.demo.feature, branch: 'feature' }
+  const [viaStack, viaReplica] = await Promise.all([
+    stack.as(users.developer)<ServerObject>('POST', 'servers', body),
+    replica.inject({
+      method: 'POST',
+      url: '/services/notebooks/servers',
+      headers: { authorization: `token ${users.developer.token}` },
+      payload: body,
+    }),
+  ])
+  t.equal(viaStack.status, 202)
+  t.ok([200, 202].includes(viaReplica.statusCode), `the other replica: ${viaReplica.statusCode}`)
+  t.equal(viaReplica.json().name, viaStack.body.name, 'the same server')
+  const list = await stack.as(users.developer)<{ servers: Record<string, ServerObject> }>('GET', 'servers')
+  t.same(Object.keys(list.body.servers), [viaStack.body.name])
+  await eventually(async () => {
+    const { body: server } = await stack.as(users.developer)<ServerObject>(
+      'GET',
+      `servers/${viaStack.body.name}`,
+    )
+    return server.status?.state === 'running' ? true : undefined
+  })
+  const again = await replica.inject({
+    method: 'POST',
+    url: '/services/notebooks/servers',
+    headers: { authorization: `token ${users.developer.token}` },
+    payload: body,
+  })
+  t.equal(again.statusCode, 200, 'once it runs, either replica answers 200')
+  t.ok(
+    [202, 204].includes((await stack.as(users.developer)('DELETE', `servers/${viaStack.body.name}`)).status),
+  )
+})
+
 t.test('readiness names the upstreams', async (t) => {
   const ready = await stack.as(null)('GET', 'ready')
   t.equal(ready.status, 200)
