@@ -94,7 +94,7 @@ export default fp(
         },
         // The hub reads the client's credentials from the form body.
         options: { authorizationMethod: 'body' },
-        http: { timeout: 10_000 },
+        http: { timeout: config.upstreamTimeoutMs },
       },
       callbackUri: config.oauthCallbackUrl,
       redirectStateCookieName: STATE_COOKIE,
