@@ -43,7 +43,7 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         operationId: 'health',
         summary: 'Liveness: 200 while the process serves',
         tags: ['health'],
-        response: { 200: Type.Object({ ok: Type.Literal(true) }) },
+        response: { 200: Type.Object({ ok: Type.Literal(true) }, { description: 'The process serves.' }) },
       },
     },
     async () => ({ ok: true as const }),
@@ -58,7 +58,7 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         summary: 'Readiness: whether the configured upstreams answer',
         tags: ['health'],
         response: {
-          200: ReadySchema,
+          200: { ...ReadySchema, description: 'Every configured upstream answers.' },
           503: { ...ReadySchema, description: 'An upstream (false in `checks`) fails.' },
         },
       },
@@ -79,7 +79,14 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get(
     '/openapi.json',
     {
-      schema: { operationId: 'openapi', summary: 'This OpenAPI 3 document', tags: ['docs'] },
+      schema: {
+        operationId: 'openapi',
+        summary: 'This OpenAPI 3 document',
+        tags: ['docs'],
+        response: {
+          200: Type.Object({}, { additionalProperties: true, description: 'The OpenAPI 3 document.' }),
+        },
+      },
     },
     async () => fastify.swagger(),
   )

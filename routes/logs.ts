@@ -20,7 +20,7 @@ const logsRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         params: ServerNameParams,
         querystring: LogsQuerySchema,
         response: {
-          200: LogLinesSchema,
+          200: { ...LogLinesSchema, description: 'Log lines, oldest first.' },
           ...errors({ 404: 'The caller has no such server.', 422: 'Invalid query.', ...upstreamErrors }),
         },
       },

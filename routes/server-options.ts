@@ -11,7 +11,9 @@ const serverOptionsRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         operationId: 'getServerOptions',
         summary: 'The options a launch accepts',
         tags: ['servers'],
-        response: { 200: Type.Ref(ServerOptionsSchema) },
+        response: {
+          200: { ...Type.Ref(ServerOptionsSchema), description: 'The server options, keyed by name.' },
+        },
       },
     },
     async () => fastify.config.serverOptions,

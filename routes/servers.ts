@@ -68,7 +68,7 @@ const serversRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         security: userSecurity,
         querystring: ServerFilterSchema,
         response: {
-          200: Type.Ref(ServerListSchema),
+          200: { ...Type.Ref(ServerListSchema), description: "The caller's servers, keyed by name." },
           ...errors({ 422: 'Invalid query.', ...upstreamErrors }),
         },
       },
@@ -89,7 +89,10 @@ const serversRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         tags: ['servers'],
         security: userSecurity,
         params: ServerNameParams,
-        response: { 200: ServerRef, ...errors({ 404: 'The caller has no such server.', ...upstreamErrors }) },
+        response: {
+          200: { ...ServerRef, description: 'The server.' },
+          ...errors({ 404: 'The caller has no such server.', ...upstreamErrors }),
+        },
       },
     },
     async (request) => {

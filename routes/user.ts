@@ -22,7 +22,7 @@ const userRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         summary: 'Who the caller is',
         tags: ['user'],
         security: userSecurity,
-        response: { 200: UserSchema, ...errors(upstreamErrors) },
+        response: { 200: { ...UserSchema, description: 'The caller.' }, ...errors(upstreamErrors) },
       },
     },
     async (request) => {

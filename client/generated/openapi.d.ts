@@ -315,7 +315,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description The process serves. */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -338,7 +338,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description Every configured upstream answers. */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -379,12 +379,16 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description The OpenAPI 3 document. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
+                };
             };
         };
     };
@@ -402,7 +406,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description The caller's servers, keyed by name. */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -609,7 +613,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description A notebook server of the caller. */
+            /** @description The server. */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -846,7 +850,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The server options a launch accepts, keyed by option name. */
+            /** @description The server options, keyed by name. */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -866,7 +870,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The caller's JupyterHub identity and servers (never tokens). */
+            /** @description The caller. */
             200: {
                 headers: {
                     [name: string]: unknown;
