@@ -32,7 +32,18 @@ export const LaunchRequestSchema = Type.Object(
       }),
     ),
   },
-  { $id: 'LaunchRequest', additionalProperties: false },
+  {
+    $id: 'LaunchRequest',
+    additionalProperties: false,
+    examples: [
+      {
+        namespace: 'my-group',
+        project: 'my-project',
+        commit_sha: '0123abc',
+        serverOptions: { cpu_request: 1 },
+      },
+    ],
+  },
 )
 export type LaunchRequest = Static<typeof LaunchRequestSchema>
 

@@ -471,6 +471,16 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "namespace": "my-group",
+                 *       "project": "my-project",
+                 *       "commit_sha": "0123abc",
+                 *       "serverOptions": {
+                 *         "cpu_request": 1
+                 *       }
+                 *     }
+                 */
                 "application/json": {
                     /** @description GitLab namespace (group path, may contain `/`). */
                     namespace: string;
