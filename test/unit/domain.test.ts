@@ -237,3 +237,24 @@ t.test('server object from the hub server', async (t) => {
   t.ok(matchesFilter(server, { namespace: 'ns', commit_sha: sha.toUpperCase() }))
   t.notOk(matchesFilter(server, { branch: 'dev' }))
 })
+
+t.test('the process refuses a bad configuration with one line naming the variable', async (t) => {
+  const { execFile } = await import('node:child_process')
+  const run = (env: Record<string, string>) =>
+    new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = execFile(
+        process.execPath,
+        ['--import', 'tsx', 'server.ts'],
+        { env: { PATH: process.env.PATH ?? '', ...env }, timeout: 30_000 },
+        (err, _stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stderr }),
+      )
+      child.stdin?.end()
+    })
+  const missing = await run({ JUPYTERHUB_API_TOKEN: 'secret-token-value' })
+  t.equal(missing.code, 1)
+  t.equal(missing.stderr, 'renku-notebooks cannot start: JUPYTERHUB_API_URL is required but not set.\n')
+  const badPort = await run({ ...required, PORT: 'http' })
+  t.equal(badPort.code, 1)
+  t.match(badPort.stderr, /^renku-notebooks cannot start: PORT must be a whole number from 0 to 65535\.\n$/)
+  t.notMatch(badPort.stderr, /secret-token-value/)
+})
