@@ -6,17 +6,14 @@ export interface HttpResponse {
   headers: Record<string, string | string[] | undefined>
   /** The body parsed as JSON when the upstream said it is JSON, else undefined. */
   json: unknown
-  text: string
 }
 
 export interface RequestOptions {
   headers?: Record<string, string>
   /** Sent as JSON. */
   body?: unknown
-  /** Sent as `application/x-www-form-urlencoded`. */
-  form?: Record<string, string>
   query?: Record<string, string | number | boolean | undefined>
-  /** Retry once on a 5xx answer or a lost connection. Defaults to true for GET, HEAD and DELETE. */
+  /** Retry once on a 5xx answer or a failed connection. Defaults to true for GET, HEAD and DELETE. */
   retry?: boolean
   timeoutMs?: number
 }
@@ -26,14 +23,13 @@ export interface HttpClientOptions {
   /** Absolute base URL; request paths are appended to it. */
   baseUrl: string
   timeoutMs?: number
-  dispatcher?: Dispatcher
 }
 
 const retryDelayMs = 100
 const idempotent = new Set(['GET', 'HEAD', 'DELETE'])
 
 /** Keep-alive connections shared by every upstream client of the process. */
-export const sharedAgent = new Agent({ keepAliveTimeout: 10_000, connections: 128, pipelining: 1 })
+const sharedAgent = new Agent({ keepAliveTimeout: 10_000, connections: 128, pipelining: 1 })
 
 function failureOf(err: unknown): 'timeout' | 'unavailable' | undefined {
   if (
@@ -56,13 +52,11 @@ export class HttpClient {
   readonly upstream: Upstream
   readonly baseUrl: string
   private readonly timeoutMs: number
-  private readonly dispatcher: Dispatcher
 
   constructor(options: HttpClientOptions) {
     this.upstream = options.upstream
     this.baseUrl = options.baseUrl.replace(/\/+$/, '')
     this.timeoutMs = options.timeoutMs ?? 10_000
-    this.dispatcher = options.dispatcher ?? sharedAgent
   }
 
   async request(method: string, path: string, options: RequestOptions = {}): Promise<HttpResponse> {
@@ -71,7 +65,9 @@ export class HttpClient {
       const first = await this.once(method, path, options)
       if (!retry || first.status < 500) return first
     } catch (err) {
-      if (!retry || err instanceof UpstreamError) throw err
+      // A refused or dropped connection (a kept-alive socket the upstream closed) is worth one
+      // more try; a timeout is not, since it already took the whole time allowed.
+      if (!retry || !(err instanceof UpstreamError) || err.failure !== 'unavailable') throw err
     }
     await new Promise((resolve) => setTimeout(resolve, retryDelayMs))
     return this.once(method, path, options)
@@ -87,15 +83,12 @@ export class HttpClient {
     if (options.body !== undefined) {
       headers['content-type'] = 'application/json'
       body = JSON.stringify(options.body)
-    } else if (options.form) {
-      headers['content-type'] = 'application/x-www-form-urlencoded'
-      body = new URLSearchParams(options.form).toString()
     }
     const timeout = options.timeoutMs ?? this.timeoutMs
     let response: Dispatcher.ResponseData
     let text: string
     try {
-      response = await this.dispatcher.request({
+      response = await sharedAgent.request({
         origin: url.origin,
         path: url.pathname + url.search,
         method: method as Dispatcher.HttpMethod,
@@ -120,7 +113,7 @@ export class HttpClient {
         throw new UpstreamError(this.upstream, 'bad_response', `${method} ${url.pathname}: invalid JSON`)
       }
     }
-    return { status: response.statusCode, headers: response.headers, json, text }
+    return { status: response.statusCode, headers: response.headers, json }
   }
 
   /** An error for an answer the caller did not expect; the status and path go to the log only. */

@@ -92,6 +92,18 @@ t.test('jupyterhub: the service token, keep-alive, shared reads, one retry of re
   t.equal((twice as UpstreamError).statusCode, 502)
   t.equal((twice as UpstreamError).upstream, 'JupyterHub')
 
+  proxy.failNext(/^\/hub\/api\/users\/developer/, 0)
+  const dropped = hubCalls(/^GET \/hub\/api\/users\/developer/)
+  t.equal(
+    (await app.jupyterhub.getUser('developer'))?.name,
+    'developer',
+    'a dropped connection is retried once',
+  )
+  t.equal(hubCalls(/^GET \/hub\/api\/users\/developer/) - dropped, 2)
+  proxy.failNext(/^\/hub\/api\/users\/developer/, 0, 2)
+  const gone = await app.jupyterhub.getUser('developer').catch((err: unknown) => err)
+  t.ok(gone instanceof UpstreamError && gone.statusCode === 503, 'two dropped connections: 503')
+
   proxy.failNext(/^\/hub\/api\/users\/developer\/servers\//, 502)
   const starts = hubCalls(/^POST /)
   const start = await app.jupyterhub.startServer('developer', 'x-1', {}).catch((err: unknown) => err)

@@ -12,7 +12,10 @@ export interface CountingProxy {
   requests: string[]
   /** TCP connections the client opened. */
   connections: number
-  /** Answer the next `count` requests matching `path` with `status` instead of passing them on. */
+  /**
+   * Answer the next `count` requests matching `path` with `status` instead of passing them on;
+   * status 0 drops the connection without an answer.
+   */
   failNext(path: RegExp, status: number, count?: number): void
   close(): Promise<void>
 }
@@ -41,6 +44,10 @@ export async function startCountingProxy(upstream: string): Promise<CountingProx
     if (failure) {
       failure.left--
       req.resume()
+      if (failure.status === 0) {
+        req.socket.destroy()
+        return
+      }
       res.writeHead(failure.status, { 'content-type': 'text/html' }).end('<html>Bad Gateway</html>')
       return
     }
