@@ -91,7 +91,7 @@ export class JupyterHubClient {
     return read
   }
 
-  /** Makes later reads of this user start afresh, after a change the caller made. */
+  /** Makes later reads of this user start afresh instead of joining one already under way. */
   forget(name: string): void {
     this.userReads.delete(name)
   }
@@ -117,7 +117,6 @@ export class JupyterHubClient {
     userOptions: Record<string, unknown>,
   ): Promise<StartOutcome> {
     const path = `/users/${seg(user)}/servers/${seg(server)}`
-    this.forget(user)
     // Not retried: a 5xx here means the spawn itself failed.
     const response = await this.http.request('POST', path, {
       headers: this.auth,
@@ -166,12 +165,8 @@ export class JupyterHubClient {
       case 404:
         throw new ApiError(404, 'USER_NOT_FOUND', 'JupyterHub does not know your user.')
       default:
-        if (
-          response.status >= 500 &&
-          response.status < 600 &&
-          response.status !== 503 &&
-          response.status !== 504
-        ) {
+        // 503 and 504 are the hub (or its proxy) being unavailable, not a failed spawn.
+        if (response.status >= 500 && response.status !== 503 && response.status !== 504) {
           throw new UpstreamError(
             'JupyterHub',
             'bad_response',
@@ -186,7 +181,6 @@ export class JupyterHubClient {
   /** Stops a named server and removes it from the user's list. */
   async stopServer(user: string, server: string): Promise<StopOutcome> {
     const path = `/users/${seg(user)}/servers/${seg(server)}`
-    this.forget(user)
     // `remove` is honoured only in the JSON body, not as a query parameter.
     const response = await this.http.request('DELETE', path, {
       headers: this.auth,

@@ -119,7 +119,7 @@ const authRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         user: identity.name,
         expiresAt: Date.now() + maxAge * 1000,
       })
-      fastify.log.info({ user: identity.name }, 'login')
+      request.log.info({ user: identity.name }, 'login')
       reply.setCookie(SESSION_COOKIE, value, { ...hubLogin.cookieOptions, maxAge })
       return reply.redirect(next, 302)
     },

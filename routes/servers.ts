@@ -129,14 +129,14 @@ const serversRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     async (request, reply) => {
       const user = request.user?.name as string
       const name = request.params.server_name
-      const server = await fastify.servers.get(user, name)
-      if (!server) throw noSuchServer(name)
       let outcome: Awaited<ReturnType<typeof fastify.jupyterhub.stopServer>>
       try {
+        // The hub answers 404 for a server the caller does not have: no need to look it up first.
         outcome = await fastify.jupyterhub.stopServer(user, name)
       } catch (err) {
-        const podName = server.state.pod_name
-        if (!request.query.force || !fastify.kubernetes || typeof podName !== 'string') throw err
+        if (!request.query.force || !fastify.kubernetes) throw err
+        const podName = (await fastify.servers.get(user, name))?.state.pod_name
+        if (typeof podName !== 'string') throw err
         request.log.warn({ user, server: name }, 'the hub could not stop the server; deleting its pod')
         await fastify.kubernetes.deletePod(podName)
         return reply.code(202).send()

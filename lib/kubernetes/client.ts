@@ -312,7 +312,7 @@ export function createKubernetesPods(options: KubernetesClientOptions): Kubernet
   }
   // In a cluster, loadFromCluster puts the service account's namespace into the context.
   const namespace =
-    options.namespace ?? kc.getContextObject(kc.getCurrentContext())?.namespace?.trim() ?? 'default'
+    options.namespace || kc.getContextObject(kc.getCurrentContext())?.namespace?.trim() || 'default'
   const { middleware, close } = transport(options.timeoutMs ?? 10_000)
   const api = new CoreV1Api(
     createConfiguration({
@@ -321,17 +321,16 @@ export function createKubernetesPods(options: KubernetesClientOptions): Kubernet
       promiseMiddleware: [middleware],
     }),
   )
-  const ns = namespace || 'default'
   let cache: PodCache | undefined
   if (options.cache !== false) {
     cache = new PodCache({
       api,
       watch: new Watch(kc),
-      namespace: ns,
+      namespace,
       labelSelector: USERNAME_LABEL,
       log: options.log,
     })
     cache.start()
   }
-  return new KubernetesPods({ api, namespace: ns, log: options.log, cache, onClose: close })
+  return new KubernetesPods({ api, namespace, log: options.log, cache, onClose: close })
 }
