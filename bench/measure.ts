@@ -21,14 +21,15 @@ export interface LoadOptions {
   timeoutSeconds: number
 }
 
-/** What one run of one target measured. */
-export interface Run {
+/** Figures of one target: of a single run, or of all its runs taken together. */
+interface Figures {
   target: string
-  round: number
-  seconds: number
   requests: number
+  /** Completed requests per second. */
   rate: number
+  /** ms; over several runs, the mean of their medians. */
   p50: number
+  /** ms; over several runs, the worst: a target must hold in every run. */
   p99: number
   max: number
   errors: number
@@ -36,22 +37,16 @@ export interface Run {
   non2xx: number
 }
 
+/** What one run of one target measured. */
+export interface Run extends Figures {
+  round: number
+  seconds: number
+}
+
 /** All measured runs of one target, taken together. */
-export interface Summary {
-  target: string
+export interface Summary extends Figures {
   label: string
   runs: number
-  requests: number
-  /** Completed requests per second over all runs. */
-  rate: number
-  /** Mean of the runs' medians, ms. */
-  p50: number
-  /** The worst run's p99, ms: a target must hold in every run. */
-  p99: number
-  max: number
-  errors: number
-  timeouts: number
-  non2xx: number
 }
 
 const round1 = (value: number) => Math.round(value * 10) / 10
