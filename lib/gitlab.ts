@@ -59,6 +59,18 @@ export class GitLabClient {
         'GitLab did not accept your GitLab credentials; please log in again.',
       )
     }
+    if (
+      response.status === 403 &&
+      (response.json as { error?: unknown } | undefined)?.error === 'insufficient_scope'
+    ) {
+      // Not the user's doing and not cured by logging in again: the GitLab application lacks a scope.
+      throw new ApiError(
+        403,
+        'GITLAB_SCOPE_MISSING',
+        'Your GitLab login may not read projects through the API (it lacks the read_api scope); ' +
+          'the GitLab application the hub uses must grant it.',
+      )
+    }
     if (response.status === 429) {
       throw new UpstreamError(
         'GitLab',

@@ -39,7 +39,7 @@ const serversRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
           201: { ...ServerRef, description: 'The server was started and is up.' },
           202: { ...ServerRef, description: 'The server is starting.' },
           ...errors({
-            403: 'The caller lacks the GitLab access level needed to launch.',
+            403: 'The caller lacks the GitLab access level needed to launch, or their GitLab login lacks the API scope.',
             404: 'No such project (or not visible to the caller), branch, commit or image.',
             409: 'The caller already has the maximum number of servers.',
             422: 'The body is invalid (fields under `messages.json`).',

@@ -538,7 +538,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description The caller lacks the GitLab access level needed to launch. */
+            /** @description The caller lacks the GitLab access level needed to launch, or their GitLab login lacks the API scope. */
             403: {
                 headers: {
                     [name: string]: unknown;

@@ -377,6 +377,26 @@ t.test('GitLab failing gives 502 naming it, never echoing its body', async (t) =
   t.notMatch(JSON.stringify(response.body), /secret internals/)
 })
 
+t.test('a GitLab login without the API scope is a 403 saying so', async (t) => {
+  gitlab.faults.push({
+    server: 'gitlab',
+    path: /^\/api\/v4\/projects\//,
+    status: 403,
+    body: {
+      error: 'insufficient_scope',
+      error_description: 'The request requires higher privileges than provided by the access token.',
+      scope: 'api read_api',
+    },
+  })
+  t.teardown(() => {
+    gitlab.faults.length = 0
+  })
+  const response = await developer('POST', 'servers', { ...demo, commit_sha: masterFirst })
+  t.equal(response.status, 403)
+  t.equal(response.body.code, 'GITLAB_SCOPE_MISSING')
+  t.match(response.body.messages.error, /read_api/)
+})
+
 t.test('a spawn that fails at the hub is 502 naming JupyterHub, and shows as failed', async (t) => {
   // The clone fails: the git server refuses, as if the repository were broken.
   gitlab.faults.push({ server: 'gitlab', path: /\.git\//, status: 500, body: {} })
