@@ -214,8 +214,8 @@ type Model = new (data: Tree) => { validate(): void }
 /** The kubernetes-models class of an apiVersion and kind, if it has one. */
 async function modelOf(apiVersion: string, kind: string): Promise<Model | undefined> {
   try {
-    // "v1" is kubernetes-models/v1, "apps/v1" kubernetes-models/apps/v1.
-    const module = (await import(`kubernetes-models/${apiVersion}`)) as Record<string, unknown>
+    // One module per kind: kubernetes-models/v1/Service, kubernetes-models/apps/v1/Deployment.
+    const module = (await import(`kubernetes-models/${apiVersion}/${kind}`)) as Record<string, unknown>
     const model = module[kind]
     return typeof model === 'function' ? (model as Model) : undefined
   } catch {
