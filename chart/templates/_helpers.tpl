@@ -80,3 +80,18 @@ generates for the hub service entry and keeps in its hub Secret.
 {{- printf "hub.services.%s.apiToken" (include "renku-notebooks.hubServiceName" .) }}
 {{- end }}
 {{- end }}
+
+{{/*
+The ServiceAccount Zero to JupyterHub's hub runs as: hub.serviceAccount.name, or
+the hub's own name when z2jh creates it (its default), else "default".
+*/}}
+{{- define "renku-notebooks.hubServiceAccountName" -}}
+{{- $serviceAccount := dig "hub" "serviceAccount" (dict) (.Values.jupyterhub | default dict) }}
+{{- if $serviceAccount.name }}
+{{- $serviceAccount.name }}
+{{- else if (dig "create" true $serviceAccount) }}
+{{- include "jupyterhub.hub.fullname" . }}
+{{- else }}
+{{- print "default" }}
+{{- end }}
+{{- end }}

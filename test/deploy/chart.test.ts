@@ -192,9 +192,13 @@ t.test('the jupyterhub values register this service and mount its files', async 
   t.match(extraConfig, `${mount}/spawner_config.py`, 'extraConfig loads the mounted spawner config')
   t.match(env.RENKU_NOTEBOOKS_SERVER_OPTIONS_PATH, mount, 'the spawner reads the mounted server options')
 
+  // The rendered ConfigMap's content is checked in chart-render.test.ts.
   const hubFiles = templates.get('hub-files-configmap.yaml') ?? ''
+  t.match(hubFiles, '$.Files.Get (printf "files/%s" $file)', 'the hub-files ConfigMap reads chart/files')
+  for (const file of ['spawner_config.py', 'gitlab_token.py', 'clone-repo.sh', 'autosave.sh']) {
+    t.match(hubFiles, `"${file}"`, `the hub-files ConfigMap carries ${file}`)
+  }
   for (const file of ['spawner_config.py', 'clone-repo.sh']) {
-    t.match(hubFiles, `.Files.Get "files/${file}"`, `the hub-files ConfigMap carries ${file}`)
     t.ok(existsSync(join(chart, 'files', file)), `chart/files/${file} exists`)
   }
 })
@@ -216,6 +220,7 @@ t.test('the Deployment wires env, probes, secret and security settings', async (
     'NOTEBOOKS_MIN_ACCESS_LEVEL',
     'KUBERNETES_NAMESPACE',
     'NOTEBOOKS_UPSTREAM_TIMEOUT',
+    'METRICS_PORT',
     'PORT',
     'LOG_LEVEL',
   ]) {
