@@ -1046,7 +1046,11 @@ class RenkuSpawnerMixin:
             await self.api.create_namespaced_secret(namespace=self.namespace, body=body)
         except Exception as e:
             if _status(e) != 409:
-                raise
+                # Said in words: this is what the progress stream shows.
+                raise RuntimeError(
+                    f"The hub could not create the Secret {self._renku_secret_name} for the GitLab token "
+                    f"in namespace {self.namespace} (Kubernetes answered {_status(e) or type(e).__name__})."
+                ) from e
             # Left by a server the hub lost track of, maybe owned by its old pod
             # (whose deletion would take it along): start afresh.
             await self._renku_delete_secret()
@@ -1181,7 +1185,10 @@ class RenkuSpawnerMixin:
             return await super().stop(False)
         finally:
             # The pod is gone (KubeSpawner waits for that): its token goes too.
-            await self._renku_delete_secret()
+            try:
+                await self._renku_delete_secret()
+            except Exception as e:  # noqa: BLE001 - the pod owns it: Kubernetes deletes it anyway
+                self.log.warning("renku-notebooks: deleting Secret %s failed: %s", self._renku_secret_name, e)
 
 
 def make_spawner_class(base: type, settings: Settings, fresh_gitlab_token: Any = None) -> type:

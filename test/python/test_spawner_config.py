@@ -1069,6 +1069,19 @@ class SecretLifecycleTest(unittest.TestCase):
         run(s.stop())
         self.assertEqual(hub.api.secrets, {})
 
+    def test_secrets_forbidden_fails_the_spawn_in_words(self) -> None:
+        hub = Hub()
+
+        async def forbidden(namespace: str, body: Any) -> Any:
+            raise ApiException(403, "Forbidden")
+
+        hub.api.create_namespaced_secret = forbidden  # type: ignore[method-assign]
+        with self.assertRaises(RuntimeError) as caught:
+            run(hub.spawn(hub.spawner(), user_options()))
+        self.assertIn("could not create the Secret jupyter-alice--my-project-1a2b3c4d-git", str(caught.exception))
+        self.assertIn("403", str(caught.exception))
+        self.assertEqual(hub.api.pods, {})
+
     def test_a_server_from_before_autosave_stops_as_before(self) -> None:
         hub = Hub()
         s = run(hub.spawn(hub.spawner(), user_options()))
