@@ -104,6 +104,7 @@ import os
 import random
 import re
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any, Mapping
 from urllib.parse import quote, urlsplit
@@ -940,15 +941,18 @@ def make_pre_spawn_hook(settings: Settings, previous: Any = None):
 
 # --------------------------------------------------------------------------- token Secret
 
-_USER_LOCKS: dict[str, asyncio.Lock] = {}
+_USER_LOCKS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]]" = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _user_lock(name: str) -> asyncio.Lock:
     # One refresh at a time per user: a refresh token works once, and all of a
-    # user's servers read the same auth_state.
-    lock = _USER_LOCKS.get(name)
+    # user's servers read the same auth_state. (Per event loop: a lock belongs to one.)
+    locks = _USER_LOCKS.setdefault(asyncio.get_running_loop(), {})
+    lock = locks.get(name)
     if lock is None:
-        lock = _USER_LOCKS[name] = asyncio.Lock()
+        lock = locks[name] = asyncio.Lock()
     return lock
 
 

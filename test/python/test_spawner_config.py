@@ -35,7 +35,6 @@ from typing import Any
 from jupyterhub.spawner import Spawner
 from jupyterhub.traitlets import Callable
 from tornado.web import HTTPError
-from traitlets import Any as AnyTrait
 from traitlets import Dict, Integer, List, Unicode, Union
 from traitlets.config import Config
 
