@@ -696,6 +696,12 @@ class RefusalTest(unittest.TestCase):
             with self.subTest(bad=bad):
                 self.refused(user_options(autosave=bad), "'autosave'")
 
+    def test_someone_elses_autosave_is_refused(self) -> None:
+        for other in ("renku/autosave/bob/master/0123456/89abcde", "renku/autosave/alice/dev/0123456/89abcde",
+                      "renku/autosave/alice/master/fffffff/89abcde"):
+            with self.subTest(other=other):
+                self.refused(user_options(autosave=other), "'autosave'", "your autosave")
+
     def test_unusable_configured_value_is_refused(self) -> None:
         options = copy.deepcopy(sc.DEFAULT_SERVER_OPTIONS)
         options["cpu_request"]["options"] = ["lots"]
