@@ -104,6 +104,33 @@ def serialize(obj: Any) -> Any:
     return obj
 
 
+# KubeSpawner's make_pod turns container dicts and extra_pod_config into V1Container and
+# V1PodSpec models (get_k8s_model / update_k8s_model), refusing keys the models lack.
+CONTAINER_FIELDS = {
+    "args", "command", "env", "envFrom", "image", "imagePullPolicy", "lifecycle", "livenessProbe", "name",
+    "ports", "readinessProbe", "resizePolicy", "resources", "restartPolicy", "securityContext", "startupProbe",
+    "stdin", "stdinOnce", "terminationMessagePath", "terminationMessagePolicy", "tty", "volumeDevices",
+    "volumeMounts", "workingDir",
+}
+POD_SPEC_FIELDS = {
+    "activeDeadlineSeconds", "affinity", "automountServiceAccountToken", "containers", "dnsConfig", "dnsPolicy",
+    "enableServiceLinks", "ephemeralContainers", "hostAliases", "hostIPC", "hostNetwork", "hostPID", "hostUsers",
+    "hostname", "imagePullSecrets", "initContainers", "nodeName", "nodeSelector", "os", "overhead",
+    "preemptionPolicy", "priority", "priorityClassName", "readinessGates", "resourceClaims", "restartPolicy",
+    "runtimeClassName", "schedulerName", "schedulingGates", "securityContext", "serviceAccount",
+    "serviceAccountName", "setHostnameAsFQDN", "shareProcessNamespace", "subdomain",
+    "terminationGracePeriodSeconds", "tolerations", "topologySpreadConstraints", "volumes",
+    "termination_grace_period_seconds", "priority_class_name",  # snake_case is accepted too
+}
+
+
+def check_model_keys(spec: dict[str, Any]) -> None:
+    assert set(spec) <= POD_SPEC_FIELDS, set(spec) - POD_SPEC_FIELDS
+    for c in spec["initContainers"] + spec["containers"]:
+        if isinstance(c, dict):
+            assert set(c) <= CONTAINER_FIELDS, set(c) - CONTAINER_FIELDS
+
+
 class CoreV1Api:
     """The calls the spawner makes, with kubernetes_asyncio's parameter names and errors."""
 
@@ -261,6 +288,7 @@ class KubeSpawner(Spawner):
             "volumes": self._expand(self._values(self.volumes)),
         }
         spec.update(self._expand(self.extra_pod_config))
+        check_model_keys(spec)
         return {
             "apiVersion": "v1",
             "kind": "Pod",
