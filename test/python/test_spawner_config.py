@@ -1,4 +1,14 @@
-"""Tests of chart/files/spawner_config.py with a stand-in spawner (no hub, no cluster).
+"""Tests of chart/files/spawner_config.py against a stand-in KubeSpawner (no hub, no cluster).
+
+The stand-in is built on JupyterHub's own ``Spawner`` with KubeSpawner 7.0.0's traits
+(types and defaults as KubeSpawner declares them: ``uid``/``gid`` integer or callable,
+``delete_grace_period`` 1, ``volumes`` and containers as list or dict...), loaded with a
+traitlets ``Config`` shaped as Zero to JupyterHub 4 writes it (``uid`` 1000, ``gid`` None,
+``fs_gid`` 100, a ``V1Container`` in ``init_containers``). Its ``start``/``stop``/``poll``
+do what KubeSpawner's do with the Kubernetes API: build the pod the way ``get_pod_manifest``
+does (template expansion included), create it, delete it with the grace period and wait
+for it to go. The Kubernetes API is a stand-in with kubernetes_asyncio's method
+signatures. ``fresh_gitlab_token`` is a test double of contract 4 (``gitlab_token.py``).
 
 Run: /usr/bin/python3 -m unittest discover -s test/python -v
 """
@@ -6,17 +16,27 @@ Run: /usr/bin/python3 -m unittest discover -s test/python -v
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import importlib.util
 import json
 import logging
 import os
+import signal
+import subprocess
 import sys
 import tempfile
+import time
 import types
 import unittest
 from pathlib import Path
 from typing import Any
+
+from jupyterhub.spawner import Spawner
+from jupyterhub.traitlets import Callable
+from tornado.web import HTTPError
+from traitlets import Dict, Integer, List, Unicode, Union
+from traitlets.config import Config
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_FILE = ROOT / "chart" / "files" / "spawner_config.py"
@@ -36,42 +56,415 @@ sc = load_module()
 
 TOKEN = "glpat-very-secret-token-0123456789"
 SHA = "0123456789ABCDEF0123456789abcdef01234567"
+NAMESPACE = "jhub"
+AUTOSAVE = "renku/autosave/alice/master/0123456/89abcde"
+
+
+# --------------------------------------------------------------------------- Kubernetes stand-in
+
+
+class ApiException(Exception):
+    """kubernetes_asyncio.client.rest.ApiException: what callers read is `status`."""
+
+    def __init__(self, status: int, reason: str = "") -> None:
+        super().__init__(f"({status}) {reason}")
+        self.status = status
+
+
+class V1Secret:
+    def __init__(self, manifest: dict[str, Any]) -> None:
+        self.metadata = types.SimpleNamespace(**manifest["metadata"])
+        self.data = manifest.get("data")
+
+
+class V1Container:
+    """The shape of a kubernetes client model, as z2jh puts in init_containers."""
+
+    attribute_map = {"name": "name", "image": "image", "command": "command", "security_context": "securityContext"}
+
+    def __init__(self, name: str, image: str, command: list[str], security_context: dict[str, Any]) -> None:
+        self.name = name
+        self.image = image
+        self.command = command
+        self.security_context = security_context
+
+    def __eq__(self, other: Any) -> bool:
+        # Like the client's models: equal when their fields are.
+        return isinstance(other, V1Container) and vars(self) == vars(other)
+
+
+def serialize(obj: Any) -> Any:
+    """kubernetes_asyncio's ApiClient.sanitize_for_serialization, for what tests build."""
+    if isinstance(obj, V1Container):
+        return {obj.attribute_map[k]: serialize(getattr(obj, k)) for k in obj.attribute_map}
+    if isinstance(obj, dict):
+        return {k: serialize(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [serialize(v) for v in obj]
+    return obj
+
+
+# KubeSpawner's make_pod turns container dicts and extra_pod_config into V1Container and
+# V1PodSpec models (get_k8s_model / update_k8s_model), refusing keys the models lack.
+CONTAINER_FIELDS = {
+    "args", "command", "env", "envFrom", "image", "imagePullPolicy", "lifecycle", "livenessProbe", "name",
+    "ports", "readinessProbe", "resizePolicy", "resources", "restartPolicy", "securityContext", "startupProbe",
+    "stdin", "stdinOnce", "terminationMessagePath", "terminationMessagePolicy", "tty", "volumeDevices",
+    "volumeMounts", "workingDir",
+}
+POD_SPEC_FIELDS = {
+    "activeDeadlineSeconds", "affinity", "automountServiceAccountToken", "containers", "dnsConfig", "dnsPolicy",
+    "enableServiceLinks", "ephemeralContainers", "hostAliases", "hostIPC", "hostNetwork", "hostPID", "hostUsers",
+    "hostname", "imagePullSecrets", "initContainers", "nodeName", "nodeSelector", "os", "overhead",
+    "preemptionPolicy", "priority", "priorityClassName", "readinessGates", "resourceClaims", "restartPolicy",
+    "runtimeClassName", "schedulerName", "schedulingGates", "securityContext", "serviceAccount",
+    "serviceAccountName", "setHostnameAsFQDN", "shareProcessNamespace", "subdomain",
+    "terminationGracePeriodSeconds", "tolerations", "topologySpreadConstraints", "volumes",
+    "termination_grace_period_seconds", "priority_class_name",  # snake_case is accepted too
+}
+
+
+def check_model_keys(spec: dict[str, Any]) -> None:
+    assert set(spec) <= POD_SPEC_FIELDS, set(spec) - POD_SPEC_FIELDS
+    for c in spec["initContainers"] + spec["containers"]:
+        if isinstance(c, dict):
+            assert set(c) <= CONTAINER_FIELDS, set(c) - CONTAINER_FIELDS
+
+
+class CoreV1Api:
+    """The calls the spawner makes, with kubernetes_asyncio's parameter names and errors."""
+
+    def __init__(self) -> None:
+        self.pods: dict[str, dict[str, Any]] = {}
+        self.secrets: dict[str, dict[str, Any]] = {}
+        self.calls: list[tuple[str, str, float]] = []
+        self.forbid_patch = False
+        self._uids = 0
+
+    def _record(self, what: str, name: str) -> None:
+        self.calls.append((what, name, time.monotonic()))
+
+    def ops(self) -> list[tuple[str, str]]:
+        return [(what, name) for what, name, _ in self.calls]
+
+    async def create_namespaced_pod(self, namespace: str, body: dict[str, Any]) -> Any:
+        assert namespace == NAMESPACE
+        name = body["metadata"]["name"]
+        if name in self.pods:
+            raise ApiException(409, "AlreadyExists")
+        # What the API server does with it: JSON.
+        pod = json.loads(json.dumps(serialize(body)))
+        self._uids += 1
+        pod["metadata"]["uid"] = f"pod-uid-{self._uids}"
+        self.pods[name] = pod
+        self._record("create pod", name)
+        return pod
+
+    async def delete_namespaced_pod(self, name: str, namespace: str, body: Any = None, grace_period_seconds: Any = None) -> Any:
+        self._record(f"delete pod grace={grace_period_seconds}", name)
+        if self.pods.pop(name, None) is None:
+            raise ApiException(404, "NotFound")
+        # Owner references: the garbage collector deletes what the pod owned.
+        for secret_name, secret in list(self.secrets.items()):
+            owners = secret["metadata"].get("ownerReferences") or []
+            if any(o["kind"] == "Pod" and o["name"] == name for o in owners):
+                del self.secrets[secret_name]
+                self._record("garbage-collect secret", secret_name)
+
+    async def create_namespaced_secret(self, namespace: str, body: dict[str, Any]) -> Any:
+        assert namespace == NAMESPACE
+        name = body["metadata"]["name"]
+        self._record("create secret", name)
+        if name in self.secrets:
+            raise ApiException(409, "AlreadyExists")
+        self.secrets[name] = json.loads(json.dumps(body))
+        return V1Secret(self.secrets[name])
+
+    async def read_namespaced_secret(self, name: str, namespace: str) -> Any:
+        self._record("read secret", name)
+        if name not in self.secrets:
+            raise ApiException(404, "NotFound")
+        return V1Secret(self.secrets[name])
+
+    async def patch_namespaced_secret(self, name: str, namespace: str, body: dict[str, Any]) -> Any:
+        # A dict body is sent as a strategic merge patch.
+        self._record("patch secret", name)
+        if self.forbid_patch:
+            raise ApiException(403, "Forbidden")
+        if name not in self.secrets:
+            raise ApiException(404, "NotFound")
+        secret = self.secrets[name]
+        secret.setdefault("data", {}).update(body.get("data", {}))
+        owners = body.get("metadata", {}).get("ownerReferences")
+        if owners:
+            known = secret["metadata"].setdefault("ownerReferences", [])
+            known.extend(o for o in owners if o["uid"] not in {k["uid"] for k in known})
+        return V1Secret(secret)
+
+    async def delete_namespaced_secret(self, name: str, namespace: str) -> Any:
+        self._record("delete secret", name)
+        if self.secrets.pop(name, None) is None:
+            raise ApiException(404, "NotFound")
+
+    def token_in_secret(self, name: str) -> str:
+        return base64.b64decode(self.secrets[name]["data"]["token"]).decode()
+
+
+# --------------------------------------------------------------------------- KubeSpawner stand-in
+
+
+class KubeSpawner(Spawner):
+    """KubeSpawner 7.0.0's traits the config touches, and its start/stop/poll against the API."""
+
+    namespace = Unicode(NAMESPACE, config=True)
+    image = Unicode("quay.io/jupyterhub/singleuser:latest", config=True)
+    uid = Union([Integer(), Callable()], default_value=None, allow_none=True, config=True)
+    gid = Union([Integer(), Callable()], default_value=None, allow_none=True, config=True)
+    fs_gid = Union([Integer(), Callable()], default_value=None, allow_none=True, config=True)
+    volumes = Union([List(), Dict()], config=True)
+    volume_mounts = Union([List(), Dict()], config=True)
+    init_containers = Union([List(), Dict()], config=True)
+    extra_containers = Union([List(), Dict()], config=True)
+    extra_pod_config = Dict(config=True)
+    extra_container_config = Dict(config=True)
+    lifecycle_hooks = Dict(config=True)
+    extra_labels = Dict(config=True)
+    extra_annotations = Dict(config=True)
+    extra_resource_guarantees = Dict(config=True)
+    extra_resource_limits = Dict(config=True)
+    working_dir = Unicode(None, allow_none=True, config=True)
+    delete_grace_period = Integer(1, config=True)
+    # JupyterHub 5.3's Spawner trait (absent from the 3.0 installed here).
+    apply_user_options = Union([Callable(), Dict()], default_value=None, allow_none=True, config=True)
+
+    def __init__(self, *args: Any, api: CoreV1Api | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pod_name = f"jupyter-{self.user.name}--{self.name}"
+        self.api = api or CoreV1Api()
+        self.pod_id = None
+        self._start_future = None
+        self.manifests: list[dict[str, Any]] = []
+
+    def _expand(self, value: Any) -> Any:
+        # KubeSpawner's _expand_all: str.format on every string, models left alone.
+        if isinstance(value, list):
+            return [self._expand(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self._expand(v) for k, v in value.items()}
+        if isinstance(value, str):
+            return value.format(
+                username=self.user.name, servername=self.name, user_server=f"{self.user.name}--{self.name}",
+                unescaped_username=self.user.name, pod_name=self.pod_name, namespace=self.namespace,
+            )
+        return value
+
+    @staticmethod
+    def _values(value: Any) -> Any:
+        return [value[k] for k in sorted(value)] if isinstance(value, dict) else value
+
+    async def get_pod_manifest(self) -> dict[str, Any]:
+        async def resolve(v: Any) -> Any:
+            return await sc._maybe_await(v(self)) if callable(v) else v
+
+        uid, gid, fs_gid = await resolve(self.uid), await resolve(self.gid), await resolve(self.fs_gid)
+        env = self.get_env()
+        env.update(self._expand(dict(self.environment)))
+        security = {"runAsUser": uid, "runAsGroup": gid, "allowPrivilegeEscalation": False}
+        notebook = {
+            "name": "notebook",
+            "image": self.image,
+            "env": [{"name": k, "value": v} for k, v in env.items()],
+            "volumeMounts": self._expand(self._values(self.volume_mounts)),
+            "securityContext": {k: v for k, v in security.items() if v is not None},
+            "workingDir": self.working_dir,
+            "lifecycle": self.lifecycle_hooks or None,
+            "resources": {"limits": {"cpu": self.cpu_limit, "memory": self.mem_limit, **self.extra_resource_limits}},
+        }
+        notebook.update(self.extra_container_config)
+        spec = {
+            "securityContext": {"fsGroup": fs_gid},
+            "initContainers": self._expand(self._values(self.init_containers)),
+            "containers": [notebook] + self._expand(self._values(self.extra_containers)),
+            "volumes": self._expand(self._values(self.volumes)),
+        }
+        spec.update(self._expand(self.extra_pod_config))
+        check_model_keys(spec)
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": self.pod_name,
+                "labels": {"component": "singleuser-server", **self._expand(self.extra_labels)},
+                "annotations": {"hub.jupyter.org/username": self.user.name, **self._expand(self.extra_annotations)},
+            },
+            "spec": spec,
+        }
+
+    def start(self) -> Any:
+        self._start_future = asyncio.ensure_future(self._start())
+        return self._start_future
+
+    async def _start(self) -> str:
+        pod = await self.get_pod_manifest()
+        self.manifests.append(pod)
+        try:
+            created = await self.api.create_namespaced_pod(self.namespace, pod)
+        except ApiException as e:
+            if e.status != 409:
+                raise
+            await self.stop(True)
+            created = await self.api.create_namespaced_pod(self.namespace, pod)
+        self.pod_id = created["metadata"]["uid"]
+        return f"http://10.0.0.1:8888"
+
+    async def stop(self, now: bool = False) -> None:
+        grace = 0 if now else self.delete_grace_period
+        try:
+            await self.api.delete_namespaced_pod(
+                name=self.pod_name, namespace=self.namespace, body={"gracePeriodSeconds": grace}, grace_period_seconds=grace
+            )
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+    async def poll(self) -> Any:
+        return None if self.pod_name in self.api.pods else 1
+
+
+# --------------------------------------------------------------------------- hub stand-ins
 
 
 class FakeUser:
     def __init__(self, name: str = "alice", auth_state: Any = None) -> None:
         self.name = name
-        self._auth_state = {"access_token": TOKEN} if auth_state is None else auth_state
+        self.url = f"/user/{name}/"
+        self._auth_state = {"access_token": TOKEN, "refresh_token": "refresh-1"} if auth_state is None else auth_state
 
     async def get_auth_state(self) -> Any:
-        return self._auth_state
+        return copy.deepcopy(self._auth_state)
+
+    async def save_auth_state(self, auth_state: Any) -> None:
+        self._auth_state = copy.deepcopy(auth_state)
 
 
-class FakeSpawner:
-    """The KubeSpawner attributes the hooks read and set, with z2jh-like defaults."""
+class FakeGitLab:
+    """A double of gitlab_token.fresh_gitlab_token (contract 4) over an in-memory GitLab.
 
-    def __init__(self, user_options: Any, user: FakeUser | None = None) -> None:
-        self.user = user or FakeUser()
-        self.user_options = user_options
-        self.log = logging.getLogger("test-spawner")
-        self.image = "jupyterhub/k8s-singleuser-sample:4.0.0"
-        self.cpu_guarantee = None
-        self.cpu_limit = None
-        self.mem_guarantee = None
-        self.mem_limit = None
-        self.extra_resource_limits: dict[str, str] = {}
-        self.extra_resource_guarantees: dict[str, str] = {}
-        self.volumes: Any = [{"name": "shared", "emptyDir": {}}]
-        self.volume_mounts: Any = [{"name": "shared", "mountPath": "/shared"}]
-        self.init_containers: Any = []
-        self.extra_labels = {"team": "data"}
-        self.extra_annotations: dict[str, str] = {}
-        self.environment = {"EXISTING": "1"}
-        self.working_dir = None
-        self.notebook_dir = None
-        self.default_url = ""
-        self.uid = 1000
-        self.gid = 100
+    Access tokens in `valid` work; a refresh token works once and returns a new pair.
+    """
+
+    def __init__(self) -> None:
+        self.valid = {TOKEN}
+        self.refresh_tokens = {"refresh-1"}
+        self.down = False
+        self.checks = 0
+        self.grants = 0
+        self.refused_grants = 0
+
+    def expire(self, token: str = TOKEN) -> None:
+        self.valid.discard(token)
+
+    async def fresh_gitlab_token(self, user: Any, gitlab_url: str, client_id: str, client_secret: str, log: Any = None) -> str | None:
+        assert (gitlab_url, client_id, client_secret) == ("https://gitlab.example.com", "app-id", "app-secret")
+        state = await user.get_auth_state()
+        if not state or not state.get("access_token"):
+            return None
+        self.checks += 1
+        await asyncio.sleep(0.01)  # the real one waits on GitLab in a thread
+        if self.down:
+            if log:
+                log.warning("GitLab token check failed: GitLab is unreachable")
+            return None
+        if state["access_token"] in self.valid:
+            return state["access_token"]
+        if state.get("refresh_token") not in self.refresh_tokens:
+            self.refused_grants += 1
+            if log:
+                log.warning("GitLab token refresh failed: invalid_grant")
+            return None
+        self.refresh_tokens.discard(state["refresh_token"])
+        self.grants += 1
+        new, new_refresh = f"gl-oauth-fresh-{self.grants}", f"refresh-{self.grants + 1}"
+        self.valid.add(new)
+        self.refresh_tokens.add(new_refresh)
+        await user.save_auth_state({**state, "access_token": new, "refresh_token": new_refresh})
+        return new
+
+
+AUTHENTICATOR = types.SimpleNamespace(gitlab_url="https://gitlab.example.com", client_id="app-id", client_secret="app-secret")
+BLOCK_METADATA = V1Container(
+    "block-cloud-metadata", "quay.io/jupyterhub/k8s-network-tools:4.2.0", ["iptables", "-A", "OUTPUT"], {"runAsUser": 0}
+)
+
+
+def z2jh_config() -> Config:
+    """What Zero to JupyterHub 4's jupyterhub_config.py leaves in `c` before hub.extraConfig."""
+    c = Config()
+    c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
+    c.KubeSpawner.uid = 1000
+    c.KubeSpawner.fs_gid = 100
+    c.KubeSpawner.image = "jupyterhub/k8s-singleuser-sample:4.0.0"
+    c.KubeSpawner.init_containers = [BLOCK_METADATA]
+    c.KubeSpawner.volumes = [{"name": "shared", "emptyDir": {}}]
+    c.KubeSpawner.volume_mounts = [{"name": "shared", "mountPath": "/shared"}]
+    c.KubeSpawner.extra_labels = {"team": "data"}
+    c.KubeSpawner.environment = {"EXISTING": "1"}
+    return c
+
+
+SETTINGS = sc.Settings(server_options=copy.deepcopy(sc.DEFAULT_SERVER_OPTIONS), secret_propagation_seconds=0)
+
+
+class Hub:
+    """One hub: the config as the hub loads it, its spawner class, its users' spawners."""
+
+    def __init__(
+        self,
+        settings: Any = SETTINGS,
+        c: Config | None = None,
+        gitlab: FakeGitLab | None = None,
+        jupyterhub_53: bool = False,
+        refresher: bool = True,
+    ) -> None:
+        self.c = c or z2jh_config()
+        self.gitlab = gitlab or FakeGitLab()
+        self.api = CoreV1Api()
+        self.jupyterhub_53 = jupyterhub_53
+        sc.configure(
+            self.c,
+            settings,
+            spawner_base=KubeSpawner,
+            fresh_gitlab_token=self.gitlab.fresh_gitlab_token if refresher else None,
+            apply_user_options=jupyterhub_53,
+        )
+        self.spawner_class = self.c.JupyterHub.spawner_class
+        self.users: dict[str, FakeUser] = {}
+
+    def spawner(self, user: str = "alice", server: str = "my-project-1a2b3c4d", auth_state: Any = None) -> Any:
+        if user not in self.users or auth_state is not None:
+            self.users[user] = FakeUser(user, auth_state)
+        return self.spawner_class(
+            config=self.c,
+            user=self.users[user],
+            orm_spawner=types.SimpleNamespace(name=server, server=None),
+            authenticator=AUTHENTICATOR,
+            hub=types.SimpleNamespace(api_url="http://hub:8081/hub/api", base_url="/hub/", public_host=""),
+            log=logging.getLogger("test-spawner"),
+            api=self.api,
+        )
+
+    async def spawn(self, spawner: Any, options: Any) -> Any:
+        """What User.spawn does: apply_user_options (5.3+), pre_spawn_hook, start."""
+        spawner.user_options = options
+        if self.jupyterhub_53:
+            await sc._maybe_await(spawner.apply_user_options(spawner, options))
+        await sc._maybe_await(spawner.run_pre_spawn_hook())
+        await spawner.start()
+        return spawner
+
+
+def run(coroutine: Any) -> Any:
+    return asyncio.run(coroutine)
 
 
 def user_options(**overrides: Any) -> dict[str, Any]:
@@ -91,18 +484,29 @@ def user_options(**overrides: Any) -> dict[str, Any]:
     return {k: v for k, v in options.items() if v is not ...}
 
 
-SETTINGS = sc.Settings(server_options=copy.deepcopy(sc.DEFAULT_SERVER_OPTIONS))
+def spawn(options: Any, settings: Any = SETTINGS, spawner: Any = None, hub: Hub | None = None) -> Any:
+    hub = hub or Hub(settings)
+    spawner = spawner or hub.spawner()
+    return run(hub.spawn(spawner, options))
 
 
-def spawn(options: Any, settings: Any = SETTINGS, spawner: FakeSpawner | None = None) -> FakeSpawner:
-    spawner = spawner or FakeSpawner(options)
-    spawner.user_options = options
-    asyncio.run(sc.make_pre_spawn_hook(settings)(spawner))
-    return spawner
-
-
-def env_of(container: dict[str, Any]) -> dict[str, str]:
+def env_of(container: Any) -> dict[str, str]:
     return {e["name"]: e["value"] for e in container.get("env", [])}
+
+
+def pod_of(spawner: Any) -> dict[str, Any]:
+    return spawner.api.pods[spawner.pod_name]
+
+
+def container(pod: dict[str, Any], name: str) -> dict[str, Any]:
+    spec = pod["spec"]
+    return next(c for c in spec["containers"] + spec["initContainers"] if c["name"] == name)
+
+
+def ours(spawner: Any, name: str = sc.INIT_CONTAINER) -> dict[str, Any]:
+    items = spawner.init_containers if name == sc.INIT_CONTAINER else spawner.extra_containers
+    items = list(items.values()) if isinstance(items, dict) else items
+    return next(i for i in items if isinstance(i, dict) and i["name"] == name)
 
 
 class DefaultsTest(unittest.TestCase):
@@ -121,8 +525,7 @@ class DefaultsTest(unittest.TestCase):
         self.assertEqual(s.default_url, "/lab")
         work = next(v for v in s.volumes if v["name"] == sc.WORK_VOLUME)
         self.assertEqual(work, {"name": sc.WORK_VOLUME, "emptyDir": {"sizeLimit": "1G"}})
-        init = s.init_containers[0]
-        self.assertEqual(env_of(init)["GIT_LFS_AUTO_FETCH"], "false")
+        self.assertEqual(env_of(ours(s))["GIT_LFS_AUTO_FETCH"], "false")
 
     def test_partial_server_options_fill_the_rest(self) -> None:
         s = spawn(user_options(server_options={"mem_request": "2G"}))
@@ -140,12 +543,28 @@ class DefaultsTest(unittest.TestCase):
                     "RENKU_NOTEBOOKS_WORK_DIR": "/home/jovyan/work/",
                     "RENKU_NOTEBOOKS_GIT_IMAGE": "alpine/git:2.47.2",
                     "RENKU_NOTEBOOKS_CLONE_SCRIPT_CONFIGMAP": "other-files",
+                    "RENKU_NOTEBOOKS_HUB_FILES_DIR": tmp,
+                    "RENKU_NOTEBOOKS_AUTOSAVE_TIMEOUT": "100",
+                    "RENKU_NOTEBOOKS_TOKEN_SYNC_SECONDS": "600",
+                    "RENKU_NOTEBOOKS_SECRET_PROPAGATION_SECONDS": "0",
                 }
             )
             self.assertEqual(list(settings.server_options), ["cpu_request"])
             self.assertEqual(settings.work_dir, "/home/jovyan/work")
+            self.assertEqual(settings.hub_files_dir, tmp)
+            self.assertEqual((settings.autosave_timeout, settings.termination_grace_seconds), (100, 115))
+            self.assertEqual((settings.token_sync_seconds, settings.secret_propagation_seconds), (600, 0))
             missing = sc.Settings.from_env({"RENKU_NOTEBOOKS_SERVER_OPTIONS_PATH": os.path.join(tmp, "nope.json")})
             self.assertEqual(missing.server_options, sc.DEFAULT_SERVER_OPTIONS)
+            self.assertEqual((missing.autosave_timeout, missing.termination_grace_seconds), (45, 60))
+            for name, bad in (
+                ("RENKU_NOTEBOOKS_AUTOSAVE_TIMEOUT", "0"),
+                ("RENKU_NOTEBOOKS_TOKEN_SYNC_SECONDS", "5m"),
+                ("RENKU_NOTEBOOKS_SECRET_PROPAGATION_SECONDS", "nan"),
+            ):
+                with self.subTest(name=name), self.assertRaises(ValueError) as caught:
+                    sc.Settings.from_env({"RENKU_NOTEBOOKS_SERVER_OPTIONS_PATH": path, name: bad})
+                self.assertIn(name, str(caught.exception))
             with open(path, "w", encoding="utf-8") as f:
                 f.write("[1, 2]")
             with self.assertRaises(ValueError):
@@ -154,8 +573,10 @@ class DefaultsTest(unittest.TestCase):
         s = spawn(user_options(server_options={"cpu_request": 2.5}), settings=settings)
         self.assertEqual(s.cpu_guarantee, 2.5)
         self.assertEqual(s.working_dir, "/home/jovyan/work/my-project")
-        init = s.init_containers[0]
-        self.assertEqual(init["image"], "alpine/git:2.47.2")
+        self.assertEqual(ours(s)["image"], "alpine/git:2.47.2")
+        self.assertEqual(ours(s, sc.SIDECAR)["image"], "alpine/git:2.47.2")
+        self.assertEqual(env_of(ours(s, sc.SIDECAR))["AUTOSAVE_TIMEOUT"], "100")
+        self.assertEqual(s.delete_grace_period, 115)
         script = next(v for v in s.volumes if v["name"] == sc.SCRIPT_VOLUME)
         self.assertEqual(script["configMap"]["name"], "other-files")
 
@@ -186,7 +607,8 @@ class ServerOptionsTest(unittest.TestCase):
         work = next(v for v in s.volumes if v["name"] == sc.WORK_VOLUME)
         self.assertEqual(work["emptyDir"], {"sizeLimit": "10Gi"})
         self.assertEqual(s.default_url, "/tree")
-        self.assertEqual(env_of(s.init_containers[0])["GIT_LFS_AUTO_FETCH"], "true")
+        self.assertEqual(env_of(ours(s))["GIT_LFS_AUTO_FETCH"], "true")
+        self.assertEqual(pod_of(s)["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"], "2")
 
     def test_gi_is_binary_and_g_decimal(self) -> None:
         self.assertEqual(sc.parse_bytes("1G"), 10**9)
@@ -221,19 +643,33 @@ class ServerOptionsTest(unittest.TestCase):
                 spawn(user_options(server_options={"gpu_request": bad}), settings=settings)
 
     def test_respawn_does_not_accumulate(self) -> None:
-        s = FakeSpawner(None)
-        spawn(user_options(server_options={"mem_request": "2G"}), spawner=s)
-        spawn(user_options(commit_sha="f" * 40), spawner=s)
-        self.assertEqual([v["name"] for v in s.volumes], ["shared", sc.WORK_VOLUME, sc.SCRIPT_VOLUME])
-        self.assertEqual([c["name"] for c in s.init_containers], [sc.INIT_CONTAINER])
+        hub = Hub()
+        s = hub.spawner()
+        run(hub.spawn(s, user_options(server_options={"mem_request": "2G"})))
+        run(s.stop())
+        run(hub.spawn(s, user_options(commit_sha="f" * 40)))
+        self.assertEqual(
+            [v["name"] for v in s.volumes], ["shared", sc.WORK_VOLUME, sc.SCRIPT_VOLUME, sc.TOKEN_VOLUME]
+        )
+        # z2jh's V1Container stays as it is, once.
+        self.assertEqual(s.init_containers[0], BLOCK_METADATA)
+        self.assertEqual([sc._name_of(c) for c in s.init_containers], ["block-cloud-metadata", sc.INIT_CONTAINER])
+        self.assertEqual([c["name"] for c in s.extra_containers], [sc.SIDECAR])
         self.assertEqual(s.mem_guarantee, 1_000_000_000)
-        self.assertEqual(env_of(s.init_containers[0])["GIT_COMMIT_SHA"], "f" * 40)
+        self.assertEqual(env_of(ours(s))["GIT_COMMIT_SHA"], "f" * 40)
+        self.assertEqual(env_of(ours(s, sc.SIDECAR))["GIT_COMMIT_SHA"], "f" * 40)
+        init = pod_of(s)["spec"]["initContainers"]
+        self.assertEqual(init[0], serialize(BLOCK_METADATA))
 
-    def test_dict_style_volumes_are_kept(self) -> None:
-        s = FakeSpawner(None)
-        s.volumes = {"shared": {"name": "shared", "emptyDir": {}}}
-        spawn(user_options(), spawner=s)
-        self.assertEqual(sorted(s.volumes), ["renku-clone-script", "renku-work", "shared"])
+    def test_dict_style_collections_are_kept(self) -> None:
+        c = z2jh_config()
+        c.KubeSpawner.volumes = {"shared": {"name": "shared", "emptyDir": {}}}
+        c.KubeSpawner.extra_containers = {"01-proxy": {"name": "proxy", "image": "envoy"}}
+        s = spawn(user_options(), hub=Hub(c=c))
+        self.assertEqual(sorted(s.volumes), [sc.SCRIPT_VOLUME, sc.TOKEN_VOLUME, sc.WORK_VOLUME, "shared"])
+        self.assertEqual(sorted(s.extra_containers), ["01-proxy", sc.SIDECAR])
+        names = [c["name"] for c in pod_of(s)["spec"]["containers"]]
+        self.assertEqual(names, ["notebook", "proxy", sc.SIDECAR])
 
 
 class RefusalTest(unittest.TestCase):
@@ -282,6 +718,18 @@ class RefusalTest(unittest.TestCase):
         self.refused(user_options(namespace=""), "'namespace'")
         self.refused(user_options(notebook="../../secret.ipynb"), "'notebook'")
 
+    def test_bad_autosave_branch(self) -> None:
+        for bad in ("main", "renku/autosave/alice/../x", "renku/autosave/a b", "renku/autosave/x.lock", 7,
+                    "renku/autosave/a\nb", "-renku/autosave/x"):
+            with self.subTest(bad=bad):
+                self.refused(user_options(autosave=bad), "'autosave'")
+
+    def test_someone_elses_autosave_is_refused(self) -> None:
+        for other in ("renku/autosave/bob/master/0123456/89abcde", "renku/autosave/alice/dev/0123456/89abcde",
+                      "renku/autosave/alice/master/fffffff/89abcde"):
+            with self.subTest(other=other):
+                self.refused(user_options(autosave=other), "'autosave'", "your autosave")
+
     def test_unusable_configured_value_is_refused(self) -> None:
         options = copy.deepcopy(sc.DEFAULT_SERVER_OPTIONS)
         options["cpu_request"]["options"] = ["lots"]
@@ -294,11 +742,22 @@ class RefusalTest(unittest.TestCase):
         self.refused({}, "notebooks service")
 
     def test_missing_token_is_refused(self) -> None:
-        for state in ({}, {"access_token": ""}, None):
+        for state in ({}, {"access_token": ""}):
+            hub = Hub()
             with self.subTest(state=state), self.assertRaises(sc.SpawnRefused) as caught:
-                spawner = FakeSpawner(user_options(), FakeUser(auth_state=state or {}))
-                spawn(user_options(), spawner=spawner)
+                run(hub.spawn(hub.spawner(auth_state=state), user_options()))
             self.assertIn("log in again", str(caught.exception))
+            self.assertEqual(hub.api.ops(), [])
+
+    def test_a_spawner_class_without_the_secret_is_refused(self) -> None:
+        # An operator whose own config replaced spawner_class after this file.
+        c = z2jh_config()
+        sc.configure(c, SETTINGS, spawner_base=KubeSpawner, fresh_gitlab_token=None, apply_user_options=False)
+        spawner = KubeSpawner(config=c, user=FakeUser(), orm_spawner=types.SimpleNamespace(name="s", server=None))
+        spawner.user_options = user_options()
+        with self.assertRaises(sc.SpawnRefused) as caught:
+            run(sc._maybe_await(spawner.run_pre_spawn_hook()))
+        self.assertIn("spawner_class", str(caught.exception))
 
 
 class PodTest(unittest.TestCase):
@@ -308,12 +767,12 @@ class PodTest(unittest.TestCase):
         self.assertEqual(s.working_dir, "/work/my-project")
         self.assertEqual(s.notebook_dir, "/work/my-project")
         self.assertEqual(s.default_url, "/lab/tree/notebooks/Analysis%201.ipynb")
-        self.assertEqual(s.extra_labels["renku.io/username"], "alice")
-        self.assertEqual(s.extra_labels["team"], "data")
-        self.assertEqual(s.extra_labels["app"], "jupyterhub")
-        self.assertEqual(s.extra_labels["component"], "singleuser-server")
+        labels = pod_of(s)["metadata"]["labels"]
+        self.assertEqual(labels["renku.io/username"], "alice")
+        self.assertEqual((labels["team"], labels["app"], labels["component"]), ("data", "jupyterhub", "singleuser-server"))
+        annotations = pod_of(s)["metadata"]["annotations"]
         self.assertEqual(
-            {k: v for k, v in s.extra_annotations.items() if k != "renku.io/username"},
+            {k: v for k, v in annotations.items() if k.startswith("renku.io/") and k != "renku.io/username"},
             {
                 "renku.io/namespace": "group/sub",
                 "renku.io/projectName": "my-project",
@@ -324,44 +783,408 @@ class PodTest(unittest.TestCase):
                 "renku.io/default_image_used": "True",
             },
         )
-        self.assertTrue(all(isinstance(v, str) for v in s.extra_annotations.values()))
-        mount = next(m for m in s.volume_mounts if m["name"] == sc.WORK_VOLUME)
+        self.assertTrue(all(isinstance(v, str) for v in annotations.values()))
+        mount = next(m for m in container(pod_of(s), "notebook")["volumeMounts"] if m["name"] == sc.WORK_VOLUME)
         self.assertEqual(mount["mountPath"], "/work")
 
     def test_default_image_when_none_given(self) -> None:
         s = spawn(user_options(image=...))
         self.assertEqual(s.image, "jupyterhub/k8s-singleuser-sample:4.0.0")
         self.assertEqual(s.extra_annotations["renku.io/default_image_used"], "False")
+        self.assertEqual(ours(s, sc.SIDECAR)["image"], "jupyterhub/k8s-singleuser-sample:4.0.0")
 
     def test_username_label_is_escaped_as_the_service_expects(self) -> None:
         # Same cases as the service's escapeUsername (lib/kubernetes/labels.ts).
         self.assertEqual(sc.escape_username("alice@example.com"), "alice-40example-2ecom")
         self.assertEqual(sc.escape_username("jean-luc"), "jean-2dluc")
         self.assertEqual(sc.escape_username("Zoë"), "zo-c3-ab")
-        s = spawn(user_options(), spawner=FakeSpawner(None, FakeUser(name="Jane.Doe@example")))
+        hub = Hub()
+        s = run(hub.spawn(hub.spawner(user="Jane.Doe@example"), user_options()))
         self.assertEqual(s.extra_labels["renku.io/username"], "jane-2edoe-40example")
         self.assertEqual(s.extra_annotations["renku.io/username"], "Jane.Doe@example")
+        self.assertEqual(env_of(ours(s, sc.SIDECAR))["AUTOSAVE_USER"], "Jane.Doe@example")
 
     def test_username_without_a_valid_label_value_still_spawns(self) -> None:
         for name in ("_bob", "x" * 64):
+            hub = Hub()
             with self.subTest(name=name), self.assertLogs("test-spawner", level="WARNING"):
-                s = spawn(user_options(), spawner=FakeSpawner(None, FakeUser(name=name)))
+                s = run(hub.spawn(hub.spawner(user=name), user_options()))
             self.assertNotIn("renku.io/username", s.extra_labels)
             self.assertEqual(s.extra_annotations["renku.io/username"], name)
 
     def test_braces_stay_literal_for_kubespawner_templates(self) -> None:
         s = spawn(user_options(branch="feature/{x}"))
-        self.assertEqual(s.extra_annotations["renku.io/branch"], "feature/{{x}}")
-        self.assertEqual(env_of(s.init_containers[0])["GIT_BRANCH"], "feature/{{x}}")
+        pod = pod_of(s)
+        self.assertEqual(pod["metadata"]["annotations"]["renku.io/branch"], "feature/{x}")
+        self.assertEqual(env_of(container(pod, sc.INIT_CONTAINER))["GIT_BRANCH"], "feature/{x}")
+        self.assertEqual(env_of(container(pod, sc.SIDECAR))["GIT_BRANCH"], "feature/{x}")
+        # The shell commands keep their ${...} after KubeSpawner's expansion.
+        self.assertEqual(container(pod, sc.INIT_CONTAINER)["command"], sc.clone_command())
+        self.assertEqual(container(pod, sc.SIDECAR)["command"], sc.IDLE_COMMAND)
+        self.assertEqual(
+            container(pod, sc.SIDECAR)["lifecycle"]["preStop"]["exec"]["command"], sc.prestop_command()
+        )
+
+    def test_callable_uid_and_gid_are_honoured(self) -> None:
+        async def async_gid(spawner: Any) -> int:
+            return 2000 if spawner.user.name == "alice" else 3000
+
+        cases = [
+            ("z2jh: uid 1000, gid None", None, None, {"runAsUser": 1000, "runAsNonRoot": True}),
+            ("callables", lambda s: 1234, async_gid, {"runAsUser": 1234, "runAsNonRoot": True, "runAsGroup": 2000}),
+            ("root", 0, 0, {"runAsUser": 0, "runAsNonRoot": False, "runAsGroup": 0}),
+        ]
+        for label, uid, gid, expected in cases:
+            c = z2jh_config()
+            if uid is not None:
+                c.KubeSpawner.uid = uid
+            if gid is not None:
+                c.KubeSpawner.gid = gid
+            with self.subTest(label):
+                s = spawn(user_options(), hub=Hub(c=c))
+                pod = pod_of(s)
+                for name in (sc.INIT_CONTAINER, sc.SIDECAR):
+                    security = container(pod, name)["securityContext"]
+                    self.assertEqual({k: security[k] for k in expected}, expected)
+                    self.assertEqual("runAsGroup" in security, "runAsGroup" in expected)
+                    self.assertFalse(security["allowPrivilegeEscalation"])
+                    self.assertEqual(security["capabilities"], {"drop": ["ALL"]})
+                # The notebook container runs as the same user, so the files stay its own.
+                notebook = container(pod, "notebook")["securityContext"]
+                self.assertEqual(notebook["runAsUser"], expected["runAsUser"])
+
+
+class TokenOutOfThePodSpecTest(unittest.TestCase):
+    def test_the_token_is_in_a_secret_mounted_only_where_git_runs(self) -> None:
+        hub = Hub()
+        s = hub.spawner()
+        s.environment = {"EXISTING": "1", "GIT_ACCESS_TOKEN": "configured-by-mistake"}
+        run(hub.spawn(s, user_options()))
+        pod = pod_of(s)
+        # Nowhere in the pod as Kubernetes stores it.
+        self.assertNotIn(TOKEN, json.dumps(pod))
+        self.assertNotIn(base64.b64encode(TOKEN.encode()).decode(), json.dumps(pod))
+        # In the Secret the pod mounts.
+        name = f"{s.pod_name}-git"
+        self.assertEqual(hub.api.token_in_secret(name), TOKEN)
+        volume = next(v for v in pod["spec"]["volumes"] if v["name"] == sc.TOKEN_VOLUME)
+        self.assertEqual(volume["secret"]["secretName"], name)
+        self.assertEqual(volume["secret"]["items"], [{"key": "token", "path": "token"}])
+        for name in (sc.INIT_CONTAINER, sc.SIDECAR):
+            c = container(pod, name)
+            mount = next(m for m in c["volumeMounts"] if m["name"] == sc.TOKEN_VOLUME)
+            self.assertEqual((mount["mountPath"], mount["readOnly"]), ("/var/run/secrets/renku-notebooks", True))
+            self.assertEqual(env_of(c)["GIT_ACCESS_TOKEN_FILE"], "/var/run/secrets/renku-notebooks/token")
+            self.assertNotIn("GIT_ACCESS_TOKEN", env_of(c))
+        # Not in the notebook container: no mount, no variable, whatever was configured.
+        notebook = container(pod, "notebook")
+        self.assertNotIn(sc.TOKEN_VOLUME, [m["name"] for m in notebook["volumeMounts"]])
+        self.assertFalse({"GIT_ACCESS_TOKEN", "GIT_ACCESS_TOKEN_FILE"} & set(env_of(notebook)))
+        self.assertEqual(env_of(notebook)["EXISTING"], "1")
+        # The notebook cannot reach the sidecar's files through a shared process namespace.
+        self.assertIs(pod["spec"]["shareProcessNamespace"], False)
+        # The repository URL carries no credentials, so git writes none into .git/config.
+        self.assertNotIn("@", env_of(container(pod, sc.INIT_CONTAINER))["GIT_REPOSITORY_URL"])
+
+    def test_secret_exists_before_the_pod_and_is_owned_by_it(self) -> None:
+        hub = Hub()
+        s = run(hub.spawn(hub.spawner(), user_options()))
+        name = f"{s.pod_name}-git"
+        ops = hub.api.ops()
+        self.assertLess(ops.index(("create secret", name)), ops.index(("create pod", s.pod_name)))
+        secret = hub.api.secrets[name]
+        self.assertEqual(
+            secret["metadata"]["ownerReferences"],
+            [{"apiVersion": "v1", "kind": "Pod", "name": s.pod_name, "uid": pod_of(s)["metadata"]["uid"]}],
+        )
+        self.assertEqual(secret["metadata"]["labels"]["renku.io/username"], "alice")
+        self.assertEqual(secret["type"], "Opaque")
+        # A pod deleted without the hub (eviction) takes its Secret along.
+        run(hub.api.delete_namespaced_pod(name=s.pod_name, namespace=NAMESPACE, grace_period_seconds=60))
+        self.assertNotIn(name, hub.api.secrets)
+
+    def test_a_leftover_secret_is_replaced(self) -> None:
+        hub = Hub()
+        s = hub.spawner()
+        name = f"{s.pod_name}-git"
+        hub.api.secrets[name] = {"metadata": {"name": name, "ownerReferences": [{"kind": "Pod", "name": "old", "uid": "u0"}]},
+                                 "data": {"token": base64.b64encode(b"old-token").decode()}}
+        run(hub.spawn(s, user_options()))
+        self.assertEqual(hub.api.token_in_secret(name), TOKEN)
+        self.assertEqual([o["uid"] for o in hub.api.secrets[name]["metadata"]["ownerReferences"]], [s.pod_id])
+
+    def test_the_token_is_not_logged(self) -> None:
+        gitlab = FakeGitLab()
+        hub = Hub(gitlab=gitlab)
+        with self.assertLogs("test-spawner", level="INFO") as logs:
+            s = run(hub.spawn(hub.spawner(), user_options()))
+            gitlab.expire()
+            run(s.stop())
+        self.assertTrue(logs.output)
+        self.assertNotIn(TOKEN, "\n".join(logs.output))
+        self.assertNotIn("gl-oauth-fresh-1", "\n".join(logs.output))
+
+
+class AutosaveTest(unittest.TestCase):
+    def test_sidecar_saves_in_its_prestop_hook(self) -> None:
+        s = spawn(user_options(branch="dev"))
+        pod = pod_of(s)
+        sidecar = container(pod, sc.SIDECAR)
+        self.assertIn(sidecar, pod["spec"]["containers"])  # a container, not an init container
+        self.assertEqual(sidecar["image"], s.image)
+        self.assertEqual(sidecar["lifecycle"]["preStop"]["exec"]["command"], sc.prestop_command())
+        self.assertIn("/opt/renku-notebooks/autosave.sh", sidecar["lifecycle"]["preStop"]["exec"]["command"][2])
+        self.assertEqual(
+            env_of(sidecar),
+            {
+                "GIT_TARGET_DIR": "/work/my-project",
+                "AUTOSAVE_USER": "alice",
+                "GIT_BRANCH": "dev",
+                "GIT_COMMIT_SHA": SHA.lower(),
+                "GIT_REPOSITORY_URL": "https://gitlab.example.com/group/sub/my-project.git",
+                "GIT_ACCESS_TOKEN_FILE": "/var/run/secrets/renku-notebooks/token",
+                "AUTOSAVE_TIMEOUT": "45",
+                "HOME": "/tmp",
+            },
+        )
+        mounts = {m["name"]: m for m in sidecar["volumeMounts"]}
+        self.assertEqual(mounts[sc.WORK_VOLUME]["mountPath"], "/work")  # the notebook's work tree
+        self.assertTrue(mounts[sc.SCRIPT_VOLUME]["readOnly"])
+        script = next(v for v in pod["spec"]["volumes"] if v["name"] == sc.SCRIPT_VOLUME)
+        self.assertEqual(
+            script["configMap"]["items"],
+            [{"key": "clone-repo.sh", "path": "clone-repo.sh"}, {"key": "autosave.sh", "path": "autosave.sh"}],
+        )
+        self.assertEqual(script["configMap"]["defaultMode"], 0o555)
+        # The notebook's own lifecycle is left alone.
+        self.assertIsNone(container(pod, "notebook")["lifecycle"])
+
+    def test_grace_period_gives_the_save_its_time(self) -> None:
+        hub = Hub()
+        s = run(hub.spawn(hub.spawner(), user_options()))
+        # KubeSpawner's default of 1 s would kill the save.
+        self.assertEqual(KubeSpawner(config=Config(), user=FakeUser()).delete_grace_period, 1)
+        self.assertEqual(s.delete_grace_period, 60)
+        self.assertEqual(pod_of(s)["spec"]["terminationGracePeriodSeconds"], 60)
+        run(s.stop())
+        self.assertIn(("delete pod grace=60", s.pod_name), hub.api.ops())
+
+    def test_a_larger_configured_grace_period_is_kept(self) -> None:
+        c = z2jh_config()
+        c.KubeSpawner.delete_grace_period = 300
+        c.KubeSpawner.extra_pod_config = {"termination_grace_period_seconds": 5, "priorityClassName": "users"}
+        s = spawn(user_options(), hub=Hub(c=c))
+        spec = pod_of(s)["spec"]
+        self.assertEqual((s.delete_grace_period, spec["terminationGracePeriodSeconds"]), (300, 300))
+        self.assertNotIn("termination_grace_period_seconds", spec)
+        self.assertEqual(spec["priorityClassName"], "users")
+
+    def test_after_a_hub_restart_the_grace_period_holds(self) -> None:
+        # The hub's new spawner object for a running server has not run the hooks.
+        hub = Hub()
+        run(hub.spawn(hub.spawner(), user_options()))
+        restarted = hub.spawner()
+        run(restarted.stop())
+        self.assertIn(("delete pod grace=60", restarted.pod_name), hub.api.ops())
+        self.assertEqual(hub.api.secrets, {})
+
+    def test_a_notebook_that_exits_is_stopped_gracefully_too(self) -> None:
+        # KubeSpawner's poll() calls stop(now=True) when the notebook container ended.
+        hub = Hub()
+        s = run(hub.spawn(hub.spawner(), user_options()))
+        run(s.stop(now=True))
+        self.assertIn(("delete pod grace=60", s.pod_name), hub.api.ops())
+
+    def test_restore_passes_the_autosave_branch_to_the_clone(self) -> None:
+        s = spawn(user_options(autosave=AUTOSAVE))
+        pod = pod_of(s)
+        self.assertEqual(env_of(container(pod, sc.INIT_CONTAINER))["GIT_AUTOSAVE_BRANCH"], AUTOSAVE)
+        self.assertEqual(pod["metadata"]["annotations"]["renku.io/autosave"], AUTOSAVE)
+        self.assertNotIn("GIT_AUTOSAVE_BRANCH", env_of(container(pod, sc.SIDECAR)))
+
+    def test_no_autosave_no_restore_even_on_a_respawn(self) -> None:
+        hub = Hub()
+        s = hub.spawner()
+        run(hub.spawn(s, user_options(autosave=AUTOSAVE)))
+        run(s.stop())
+        run(hub.spawn(s, user_options()))
+        pod = pod_of(s)
+        self.assertNotIn("GIT_AUTOSAVE_BRANCH", env_of(container(pod, sc.INIT_CONTAINER)))
+        self.assertNotIn("renku.io/autosave", pod["metadata"]["annotations"])
+
+
+class SecretLifecycleTest(unittest.TestCase):
+    def test_stop_deletes_the_pod_then_the_secret(self) -> None:
+        hub = Hub()
+        s = run(hub.spawn(hub.spawner(), user_options()))
+        name = f"{s.pod_name}-git"
+        hub.api.calls.clear()
+        run(s.stop())
+        self.assertEqual(
+            hub.api.ops(),
+            [("read secret", name), ("delete pod grace=60", s.pod_name), ("garbage-collect secret", name),
+             ("delete secret", name)],
+        )
+        self.assertEqual((hub.api.pods, hub.api.secrets), ({}, {}))
+        self.assertEqual(hub.gitlab.grants, 0)
+
+    def test_stop_refreshes_an_expired_token_before_the_pod_goes(self) -> None:
+        settings = sc.Settings(server_options=SETTINGS.server_options, secret_propagation_seconds=0.2)
+        hub = Hub(settings)
+        s = run(hub.spawn(hub.spawner(), user_options()))
+        name = f"{s.pod_name}-git"
+        hub.gitlab.expire()  # two hours later
+        hub.api.calls.clear()
+        run(s.stop())
+        self.assertEqual(hub.gitlab.grants, 1)
+        ops = hub.api.ops()
+        self.assertEqual(ops[:3], [("read secret", name), ("patch secret", name), ("delete pod grace=60", s.pod_name)])
+        patched, deleted = hub.api.calls[1][2], hub.api.calls[2][2]
+        # The kubelet rewrites the mounted file at its next sync: the pod waits for it.
+        self.assertGreaterEqual(deleted - patched, 0.2)
+        self.assertEqual(hub.users["alice"]._auth_state["access_token"], "gl-oauth-fresh-1")
+        self.assertEqual(hub.api.secrets, {})
+
+    def test_the_patched_secret_holds_the_new_token(self) -> None:
+        hub = Hub()
+        s = run(hub.spawn(hub.spawner(), user_options()))
+        hub.gitlab.expire()
+        self.assertTrue(run(s._renku_sync_token()))
+        self.assertEqual(hub.api.token_in_secret(f"{s.pod_name}-git"), "gl-oauth-fresh-1")
+        self.assertFalse(run(s._renku_sync_token()))  # nothing new: no write
+        self.assertEqual(hub.gitlab.grants, 1)
+
+    def test_gitlab_down_at_stop_still_stops(self) -> None:
+        hub = Hub()
+        s = run(hub.spawn(hub.spawner(), user_options()))
+        hub.gitlab.expire()
+        hub.gitlab.down = True
+        hub.api.calls.clear()
+        with self.assertLogs("test-spawner", level="WARNING") as logs:
+            run(s.stop())
+        self.assertIn("unreachable", "\n".join(logs.output))
+        self.assertEqual((hub.api.pods, hub.api.secrets), ({}, {}))
+        self.assertNotIn("patch secret", [op for op, _ in hub.api.ops()])
+
+    def test_a_refresher_that_raises_does_not_block_the_stop(self) -> None:
+        gitlab = FakeGitLab()
+
+        async def broken(*args: Any, **kwargs: Any) -> str:
+            raise OSError("connection refused")
+
+        gitlab.fresh_gitlab_token = broken  # type: ignore[method-assign]
+        hub = Hub(gitlab=gitlab)
+        s = run(hub.spawn(hub.spawner(), user_options()))
+        with self.assertLogs("test-spawner", level="WARNING") as logs:
+            run(s.stop())
+        self.assertIn("OSError", "\n".join(logs.output))
+        self.assertEqual(hub.api.pods, {})
+
+    def test_without_gitlab_token_py_the_secret_follows_auth_state(self) -> None:
+        # E.g. OAuthenticator refreshed the token; there is nothing to refresh with here.
+        hub = Hub(refresher=False)
+        s = run(hub.spawn(hub.spawner(), user_options()))
+        hub.users["alice"]._auth_state["access_token"] = "refreshed-by-the-authenticator"
+        run(s.stop())
+        self.assertIn(("patch secret", f"{s.pod_name}-git"), hub.api.ops())
+
+    def test_patch_forbidden_recreates_the_secret(self) -> None:
+        # z2jh's hub Role: get/list/watch/create/delete on Secrets, no patch.
+        hub = Hub()
+        hub.api.forbid_patch = True
+        with self.assertLogs("test-spawner", level="WARNING") as logs:
+            s = run(hub.spawn(hub.spawner(), user_options()))
+        self.assertIn("not owned by its pod", "\n".join(logs.output))
+        name = f"{s.pod_name}-git"
+        hub.gitlab.expire()
+        self.assertTrue(run(s._renku_sync_token()))
+        self.assertEqual(hub.api.token_in_secret(name), "gl-oauth-fresh-1")
+        run(s.stop())
+        self.assertEqual(hub.api.secrets, {})
+
+    def test_secrets_forbidden_fails_the_spawn_in_words(self) -> None:
+        hub = Hub()
+
+        async def forbidden(namespace: str, body: Any) -> Any:
+            raise ApiException(403, "Forbidden")
+
+        hub.api.create_namespaced_secret = forbidden  # type: ignore[method-assign]
+        with self.assertRaises(RuntimeError) as caught:
+            run(hub.spawn(hub.spawner(), user_options()))
+        self.assertIn("could not create the Secret jupyter-alice--my-project-1a2b3c4d-git", str(caught.exception))
+        self.assertIn("403", str(caught.exception))
+        self.assertEqual(hub.api.pods, {})
+
+    def test_a_server_from_before_autosave_stops_as_before(self) -> None:
+        hub = Hub()
+        s = run(hub.spawn(hub.spawner(), user_options()))
+        hub.api.secrets.clear()
+        run(s.stop())
+        self.assertEqual(hub.gitlab.checks, 1)  # the spawn's
+        self.assertEqual(hub.api.pods, {})
+
+    def test_conflicting_pod_during_start_keeps_the_new_secret(self) -> None:
+        # KubeSpawner deletes a leftover pod of the same name with stop(now=True) and retries.
+        hub = Hub()
+        s = hub.spawner()
+        hub.api.pods[s.pod_name] = {"metadata": {"name": s.pod_name, "uid": "old"}}
+        run(hub.spawn(s, user_options()))
+        self.assertIn(("delete pod grace=0", s.pod_name), hub.api.ops())
+        self.assertEqual(hub.api.token_in_secret(f"{s.pod_name}-git"), TOKEN)
+
+
+class TokenSyncTest(unittest.TestCase):
+    def test_poll_keeps_the_secret_fresh_in_the_background(self) -> None:
+        settings = sc.Settings(server_options=SETTINGS.server_options, token_sync_seconds=0.05)
+        hub = Hub(settings)
+
+        async def scenario() -> Any:
+            s = await hub.spawn(hub.spawner(), user_options())
+            self.assertIsNone(await s.poll())  # within the interval: no check
+            self.assertIsNone(s._renku_sync_task)
+            hub.gitlab.expire()
+            await asyncio.sleep(0.06)
+            self.assertIsNone(await s.poll())
+            self.assertTrue(await s._renku_sync_task)
+            return s
+
+        s = run(scenario())
+        self.assertEqual(hub.api.token_in_secret(f"{s.pod_name}-git"), "gl-oauth-fresh-1")
+
+    def test_first_poll_after_a_hub_restart_spreads_the_checks(self) -> None:
+        settings = sc.Settings(server_options=SETTINGS.server_options, token_sync_seconds=3600)
+        hub = Hub(settings)
+        s = run(hub.spawn(hub.spawner(), user_options()))
+        restarted = hub.spawner()  # the hub's new spawner object for the running server
+        self.assertIsNone(run(restarted.poll()))
+        self.assertIsNone(restarted._renku_sync_task)
+        self.assertGreater(restarted._renku_last_sync, time.monotonic() - 3600)
+        self.assertEqual(s.pod_name, restarted.pod_name)
+
+    def test_one_refresh_per_user_across_servers(self) -> None:
+        hub = Hub()
+
+        async def scenario() -> list[Any]:
+            spawners = [hub.spawner(server=f"project-{i}") for i in range(3)]
+            for s in spawners:
+                await hub.spawn(s, user_options(project=f"project-{spawners.index(s)}"))
+            hub.gitlab.expire()
+            hub.api.calls.clear()
+            await asyncio.gather(*(s.stop() for s in spawners))
+            return spawners
+
+        run(scenario())
+        # A refresh token works once: racing servers would use it more than once.
+        self.assertEqual((hub.gitlab.grants, hub.gitlab.refused_grants), (1, 0))
+        patches = [name for op, name in hub.api.ops() if op == "patch secret"]
+        self.assertEqual(len(patches), 3)
 
 
 class InitContainerTest(unittest.TestCase):
     def test_init_container_clones_the_commit(self) -> None:
         s = spawn(user_options(branch="dev"))
-        self.assertEqual(len(s.init_containers), 1)
-        init = s.init_containers[0]
-        self.assertEqual(init["name"], sc.INIT_CONTAINER)
-        self.assertEqual(init["command"], ["/opt/renku-notebooks/clone-repo.sh"])
+        init = container(pod_of(s), sc.INIT_CONTAINER)
+        self.assertEqual(init["command"], sc.clone_command())
         self.assertEqual(init["image"], s.image)
         self.assertEqual(
             env_of(init),
@@ -371,63 +1194,169 @@ class InitContainerTest(unittest.TestCase):
                 "GIT_BRANCH": "dev",
                 "GIT_TARGET_DIR": "/work/my-project",
                 "GIT_LFS_AUTO_FETCH": "false",
-                "GIT_ACCESS_TOKEN": TOKEN,
+                "GIT_ACCESS_TOKEN_FILE": "/var/run/secrets/renku-notebooks/token",
             },
         )
         mounts = {m["name"]: m for m in init["volumeMounts"]}
         self.assertEqual(mounts[sc.WORK_VOLUME]["mountPath"], "/work")
         self.assertTrue(mounts[sc.SCRIPT_VOLUME]["readOnly"])
-        security = init["securityContext"]
-        self.assertEqual(security["runAsUser"], 1000)
-        self.assertEqual(security["runAsGroup"], 100)
-        self.assertFalse(security["allowPrivilegeEscalation"])
-        self.assertEqual(security["capabilities"], {"drop": ["ALL"]})
         script = next(v for v in s.volumes if v["name"] == sc.SCRIPT_VOLUME)
         self.assertEqual(script["configMap"]["name"], "renku-notebooks-hub-files")
-        self.assertEqual(script["configMap"]["items"], [{"key": "clone-repo.sh", "path": "clone-repo.sh"}])
 
-    def test_token_only_in_the_init_container(self) -> None:
-        spawner = FakeSpawner(None)
-        spawner.environment = {"EXISTING": "1", "GIT_ACCESS_TOKEN": "configured-by-mistake"}
-        s = spawn(user_options(), spawner=spawner)
-        init = s.init_containers[0]
-        everything_but_init = {k: v for k, v in vars(s).items() if k not in ("init_containers", "user")}
-        self.assertNotIn(TOKEN, json.dumps(everything_but_init, default=str))
-        self.assertNotIn("GIT_ACCESS_TOKEN", s.environment)
-        self.assertEqual(s.environment, {"EXISTING": "1"})
-        # Within the init container: only its environment, never its command or mounts.
-        self.assertNotIn(TOKEN, json.dumps({k: v for k, v in init.items() if k != "env"}))
-        self.assertEqual([e["name"] for e in init["env"] if e["value"] == TOKEN], ["GIT_ACCESS_TOKEN"])
-        # The repository URL carries no credentials, so git writes none into .git/config.
-        self.assertNotIn("@", env_of(init)["GIT_REPOSITORY_URL"])
 
-    def test_token_is_not_logged(self) -> None:
-        with self.assertLogs("test-spawner", level="INFO") as logs:
-            spawn(user_options())
-        self.assertTrue(logs.output)
-        self.assertNotIn(TOKEN, "\n".join(logs.output))
+class ShellCommandTest(unittest.TestCase):
+    """The containers' commands, run by a real sh against stand-in scripts."""
+
+    def setUp(self) -> None:
+        self.tmp = tempfile.TemporaryDirectory()
+        self.dir = self.tmp.name
+        self.token_file = os.path.join(self.dir, "token")
+        with open(self.token_file, "w", encoding="utf-8") as f:
+            f.write(TOKEN)
+
+    def tearDown(self) -> None:
+        self.tmp.cleanup()
+
+    def script(self, name: str, body: str) -> None:
+        path = os.path.join(self.dir, name)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("#!/bin/sh\n" + body)
+        os.chmod(path, 0o555)
+
+    def test_clone_gets_the_token_from_the_file_in_its_environment_only(self) -> None:
+        self.script("clone-repo.sh", 'printf "%s|%s\\n" "$GIT_ACCESS_TOKEN" "$GIT_BRANCH"\n')
+        env = {"PATH": os.environ["PATH"], "GIT_ACCESS_TOKEN_FILE": self.token_file, "GIT_BRANCH": "dev"}
+        done = subprocess.run(sc.clone_command(self.dir), env=env, capture_output=True, text=True, timeout=10)
+        self.assertEqual((done.returncode, done.stdout), (0, f"{TOKEN}|dev\n"))
+        # An unreadable token file fails the clone instead of cloning without credentials.
+        env["GIT_ACCESS_TOKEN_FILE"] = os.path.join(self.dir, "missing")
+        done = subprocess.run(sc.clone_command(self.dir), env=env, capture_output=True, text=True, timeout=10)
+        self.assertNotEqual(done.returncode, 0)
+        self.assertEqual(done.stdout, "")
+
+    def test_prestop_runs_the_save_and_keeps_its_exit_code(self) -> None:
+        self.script("autosave.sh", 'echo "autosave: error: GitLab unreachable"; exit 1\n')
+        done = subprocess.run(sc.prestop_command(self.dir), capture_output=True, text=True, timeout=10)
+        self.assertEqual(done.returncode, 1)  # a FailedPreStopHook event records it
+        self.assertIn("autosave: error: GitLab unreachable", done.stdout + done.stderr)
+
+    def test_sidecar_idles_and_exits_at_once_on_sigterm(self) -> None:
+        process = subprocess.Popen(sc.IDLE_COMMAND, start_new_session=True)
+        try:
+            time.sleep(0.3)
+            self.assertIsNone(process.poll())
+            started = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            self.assertEqual(process.wait(timeout=5), 0)
+            self.assertLess(time.monotonic() - started, 2)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            else:
+                # Its idle `sleep`, left behind by the shell, goes too.
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
 
 class HookUpTest(unittest.TestCase):
     def test_import_without_c_configures_nothing(self) -> None:
         self.assertFalse(hasattr(sc, "c"))
 
-    def test_exec_with_c_installs_the_hook(self) -> None:
-        # This is how hub.extraConfig loads the file.
-        c = types.SimpleNamespace(KubeSpawner=types.SimpleNamespace())
+    def test_exec_with_c_sets_up_the_hub(self) -> None:
+        # This is how hub.extraConfig loads the file, in a hub that has kubespawner.
+        c = z2jh_config()
+        fake_kubespawner = types.ModuleType("kubespawner")
+        fake_kubespawner.KubeSpawner = KubeSpawner  # type: ignore[attr-defined]
         source = CONFIG_FILE.read_text(encoding="utf-8")
         code = compile(source, str(CONFIG_FILE), "exec", dont_inherit=True)
-        exec(code, {"c": c, "__name__": "renku_notebooks_spawner_config"})
+        saved = sys.modules.get("kubespawner")
+        sys.modules["kubespawner"] = fake_kubespawner
+        try:
+            with tempfile.TemporaryDirectory() as tmp, self.assertLogs("renku_notebooks.spawner", "WARNING") as logs:
+                os.environ["RENKU_NOTEBOOKS_HUB_FILES_DIR"] = tmp
+                exec(code, {"c": c, "__name__": "renku_notebooks_spawner_config"})
+        finally:
+            os.environ.pop("RENKU_NOTEBOOKS_HUB_FILES_DIR", None)
+            if saved is None:
+                sys.modules.pop("kubespawner", None)
+            else:
+                sys.modules["kubespawner"] = saved
+        # gitlab_token.py missing is said at start-up.
+        self.assertIn("gitlab_token.py is missing", "\n".join(logs.output))
         self.assertTrue(callable(c.KubeSpawner.pre_spawn_hook))
+        self.assertEqual(c.KubeSpawner.delete_grace_period, 60)
+        spawner_class = c.JupyterHub.spawner_class
+        self.assertTrue(issubclass(spawner_class, KubeSpawner))
+        # JupyterHub 3 here has no apply_user_options: not configured, so no unknown-option warning.
+        self.assertNotIn("apply_user_options", c.KubeSpawner)
+        # KubeSpawner's config section still reaches the subclass.
+        spawner = spawner_class(config=c, user=FakeUser(), orm_spawner=types.SimpleNamespace(name="s", server=None))
+        self.assertEqual((spawner.uid, spawner.gid, spawner.delete_grace_period), (1000, None, 60))
 
-    def test_configure_keeps_an_earlier_hook(self) -> None:
+    def test_gitlab_token_module_is_loaded_from_the_hub_files(self) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            self.assertIsNone(sc.load_fresh_gitlab_token(tmp, logging.getLogger("test-spawner")))
+            with open(os.path.join(tmp, "gitlab_token.py"), "w", encoding="utf-8") as f:
+                f.write("async def fresh_gitlab_token(user, gitlab_url, client_id, client_secret, log=None):\n"
+                        "    return 'from-the-module'\n")
+            fresh = sc.load_fresh_gitlab_token(tmp)
+            self.assertEqual(run(fresh(FakeUser(), "u", "i", "s")), "from-the-module")
+
+    def test_operator_pre_spawn_hooks_are_chained(self) -> None:
         calls: list[str] = []
-        c = types.SimpleNamespace(KubeSpawner=types.SimpleNamespace(pre_spawn_hook=lambda s: calls.append(s.user.name)))
-        sc.configure(c, SETTINGS)
-        spawner = FakeSpawner(user_options())
-        asyncio.run(c.KubeSpawner.pre_spawn_hook(spawner))
-        self.assertEqual(calls, ["alice"])
-        self.assertEqual(spawner.init_containers[0]["name"], sc.INIT_CONTAINER)
+
+        async def for_every_spawner(spawner: Any) -> None:
+            calls.append(f"Spawner:{spawner.user.name}")
+
+        for section in ("Spawner", "KubeSpawner"):
+            c = z2jh_config()
+            c.Spawner.pre_spawn_hook = for_every_spawner
+            if section == "KubeSpawner":
+                c.KubeSpawner.pre_spawn_hook = lambda spawner: calls.append(f"KubeSpawner:{spawner.user.name}")
+            calls.clear()
+            with self.subTest(section=section):
+                s = spawn(user_options(), hub=Hub(c=c))
+                # As without renku-notebooks: KubeSpawner's hook wins over Spawner's.
+                self.assertEqual(calls, [f"{section}:alice"])
+                self.assertEqual(ours(s)["name"], sc.INIT_CONTAINER)
+
+    def test_jupyterhub_53_applies_the_options_in_apply_user_options(self) -> None:
+        calls: list[str] = []
+        c = z2jh_config()
+        c.KubeSpawner.pre_spawn_hook = lambda spawner: calls.append("operator pre_spawn_hook")
+        hub = Hub(c=c, jupyterhub_53=True)
+        self.assertTrue(callable(c.KubeSpawner.apply_user_options))
+        s = run(hub.spawn(hub.spawner(), user_options(autosave=AUTOSAVE)))
+        self.assertEqual(calls, ["operator pre_spawn_hook"])
+        self.assertEqual(env_of(ours(s))["GIT_AUTOSAVE_BRANCH"], AUTOSAVE)
+        self.assertEqual(hub.gitlab.checks, 1)  # applied once, not again by pre_spawn_hook
+        # The next spawn of the same server applies its own options again.
+        run(s.stop())
+        run(hub.spawn(s, user_options()))
+        self.assertNotIn("GIT_AUTOSAVE_BRANCH", env_of(ours(s)))
+
+    def test_jupyterhub_53_refusal_keeps_its_message(self) -> None:
+        # JupyterHub 5.3 turns anything but an HTTPError from apply_user_options into
+        # "Invalid user options"; the reason must reach the progress stream.
+        hub = Hub(jupyterhub_53=True)
+        with self.assertRaises(HTTPError) as caught:
+            run(hub.spawn(hub.spawner(), user_options(server_options={"mem_request": "64G"})))
+        error = caught.exception
+        self.assertEqual(error.status_code, 400)
+        self.assertIn("'mem_request'", error.log_message % error.args)
+        self.assertEqual(error.jupyterhub_message, error.log_message % error.args)
+        self.assertEqual(hub.api.ops(), [])
+
+    def test_operator_apply_user_options_is_chained(self) -> None:
+        seen: list[Any] = []
+        c = z2jh_config()
+        c.Spawner.apply_user_options = lambda spawner, options: seen.append(options.get("project"))
+        s = spawn(user_options(), hub=Hub(c=c, jupyterhub_53=True))
+        self.assertEqual(seen, ["my-project"])
+        self.assertEqual(ours(s)["name"], sc.INIT_CONTAINER)
 
 
 if __name__ == "__main__":
