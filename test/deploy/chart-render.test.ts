@@ -425,6 +425,11 @@ t.test('the hub-files ConfigMap carries the spawner config, its module and both 
     'import json, sys',
     'from traitlets.config import Config',
     'c = Config()',
+    // kubespawner is not installable here: the Python tests' stand-in of KubeSpawner 7 takes its place.
+    `sys.path.insert(0, ${JSON.stringify(join(root, 'test', 'python'))})`,
+    'import types, test_spawner_config',
+    'sys.modules["kubespawner"] = types.ModuleType("kubespawner")',
+    'sys.modules["kubespawner"].KubeSpawner = test_spawner_config.KubeSpawner',
     `exec(${JSON.stringify(relocate(Object.values(hub.extraConfig).join('\n')))})`,
     'import gitlab_token',
     'print(json.dumps({"hook": callable(c.KubeSpawner.pre_spawn_hook), "module": gitlab_token.__file__}))',
