@@ -13,6 +13,7 @@ import gitlabPlugin from './plugins/gitlab.js'
 import hubAuthPlugin, { type HubAuthOptions } from './plugins/hub-auth.js'
 import jupyterhubPlugin from './plugins/jupyterhub.js'
 import kubernetesPlugin from './plugins/kubernetes.js'
+import metricsPlugin from './plugins/metrics.js'
 import oauthPlugin from './plugins/oauth.js'
 import serversPlugin from './plugins/servers.js'
 import swaggerPlugin from './plugins/swagger.js'
@@ -175,6 +176,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   })
 
   await app.register(configPlugin, { config })
+  // First, so that its hook times every request and the upstream clients can report to it.
+  await app.register(metricsPlugin)
   await app.register(swaggerPlugin)
   await app.register(jupyterhubPlugin)
   await app.register(gitlabPlugin)

@@ -22,3 +22,13 @@ closeWithGrace({ delay: 25_000 }, async ({ signal, err }) => {
 })
 
 await app.listen({ host: config.host, port: config.port })
+// Its own port, never the service's: Prometheus scrapes it inside the cluster, the hub's proxy does not route it.
+try {
+  await app.listenForMetrics()
+} catch (err) {
+  process.stderr.write(
+    `renku-notebooks cannot start: METRICS_PORT ${config.metricsPort} cannot be listened on: ${(err as Error).message}\n`,
+  )
+  await app.close()
+  process.exit(1)
+}

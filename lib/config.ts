@@ -36,6 +36,8 @@ export interface Config {
   upstreamTimeoutMs: number
   host: string
   port: number
+  /** Port of the Prometheus metrics listener on `host` (`METRICS_PORT`); 0 turns it off. */
+  metricsPort: number
   logLevel: string
 }
 
@@ -160,6 +162,11 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError('IMAGE_REGISTRY', 'must be a registry host such as registry.example.com[:port].')
   }
   const logsDir = value(env, 'NOTEBOOKS_LOGS_DIR')
+  const port = integer('PORT', value(env, 'PORT') ?? '8000', 0, 65535)
+  const metricsPort = integer('METRICS_PORT', value(env, 'METRICS_PORT') ?? '9090', 0, 65535)
+  if (metricsPort !== 0 && metricsPort === port) {
+    throw new ConfigError('METRICS_PORT', 'must differ from PORT: metrics have a listener of their own.')
+  }
   return {
     hubApiUrl: httpUrl('JUPYTERHUB_API_URL', required(env, 'JUPYTERHUB_API_URL')),
     hubApiToken: required(env, 'JUPYTERHUB_API_TOKEN'),
@@ -192,7 +199,8 @@ export function loadConfig(env: Env = process.env): Config {
     upstreamTimeoutMs:
       1000 * integer('NOTEBOOKS_UPSTREAM_TIMEOUT', value(env, 'NOTEBOOKS_UPSTREAM_TIMEOUT') ?? '10', 1, 600),
     host: value(env, 'HOST') ?? '0.0.0.0',
-    port: integer('PORT', value(env, 'PORT') ?? '8000', 0, 65535),
+    port,
+    metricsPort,
     logLevel,
   }
 }

@@ -1,5 +1,6 @@
 import { ApiError, UpstreamError } from './errors.js'
 import { HttpClient, type HttpResponse } from './http.js'
+import type { UpstreamObserver } from './metrics.js'
 
 /** The fields of GitLab's project resource the service uses. */
 export interface GitLabProject {
@@ -23,6 +24,29 @@ interface RegistryRepository {
 
 const seg = encodeURIComponent
 
+/** GitLab resources whose next path segment is an id or name; the metrics show a placeholder instead. */
+const idAfter = new Map([
+  ['projects', '{id}'],
+  ['branches', '{branch}'],
+  ['commits', '{sha}'],
+  ['repositories', '{repository_id}'],
+  ['tags', '{tag}'],
+  ['users', '{id}'],
+  ['files', '{file_path}'],
+])
+
+/** The operation pattern of a GitLab API call, e.g. `GET /projects/{id}/repository/branches/{branch}`. */
+export function gitlabOperation(method: string, path: string): string {
+  const parts = (path.split('?')[0] ?? '').split('/')
+  const pattern = parts.map((part, i) => {
+    const placeholder = idAfter.get(parts[i - 1] ?? '')
+    if (placeholder) return placeholder
+    // Anything else that is not a plain resource word is hidden too, so no value becomes a label.
+    return part === '' || /^[a-z_]+$/.test(part) ? part : '{}'
+  })
+  return `${method} ${pattern.join('/')}`
+}
+
 /** The user's effective access level: the highest of direct and group membership. */
 export function accessLevel(project: GitLabProject): number {
   const levels = [project.permissions?.project_access, project.permissions?.group_access]
@@ -35,11 +59,12 @@ export function accessLevel(project: GitLabProject): number {
 export class GitLabClient {
   private readonly http: HttpClient
 
-  constructor(options: { url: string; timeoutMs?: number }) {
+  constructor(options: { url: string; timeoutMs?: number; observe?: UpstreamObserver }) {
     this.http = new HttpClient({
       upstream: 'GitLab',
       baseUrl: `${options.url}/api/v4`,
       timeoutMs: options.timeoutMs,
+      observe: options.observe,
     })
   }
 
@@ -49,6 +74,7 @@ export class GitLabClient {
     query?: Record<string, string | number>,
   ): Promise<HttpResponse> {
     const response = await this.http.request('GET', path, {
+      operation: gitlabOperation('GET', path),
       headers: { authorization: `Bearer ${token}` },
       query,
     })
@@ -160,7 +186,10 @@ export class GitLabClient {
 
   /** Throws an UpstreamError when GitLab does not answer; any HTTP answer means it is up. */
   async ping(): Promise<void> {
-    const response = await this.http.request('GET', '/version', { timeoutMs: 3000 })
+    const response = await this.http.request('GET', '/version', {
+      operation: 'GET /version',
+      timeoutMs: 3000,
+    })
     if (response.status >= 500) throw this.http.unexpected('GET', '/version', response)
   }
 }

@@ -1,5 +1,6 @@
 import { Agent, type Dispatcher, errors } from 'undici'
 import { type Upstream, UpstreamError } from './errors.js'
+import { errorOutcome, statusOutcome, type UpstreamObserver, type UpstreamOutcome } from './metrics.js'
 
 export interface HttpResponse {
   status: number
@@ -9,6 +10,11 @@ export interface HttpResponse {
 }
 
 export interface RequestOptions {
+  /**
+   * What the call is, as a pattern without raw ids, names or tokens (e.g. `GET /users/{name}`):
+   * the metrics' `operation` label.
+   */
+  operation: string
   headers?: Record<string, string>
   /** Sent as JSON. */
   body?: unknown
@@ -23,6 +29,8 @@ export interface HttpClientOptions {
   /** Absolute base URL; request paths are appended to it. */
   baseUrl: string
   timeoutMs?: number
+  /** Told of each call (retry included) with its operation, outcome and duration. */
+  observe?: UpstreamObserver
 }
 
 const retryDelayMs = 100
@@ -52,14 +60,36 @@ export class HttpClient {
   readonly upstream: Upstream
   readonly baseUrl: string
   private readonly timeoutMs: number
+  private readonly observe?: UpstreamObserver
 
   constructor(options: HttpClientOptions) {
     this.upstream = options.upstream
     this.baseUrl = options.baseUrl.replace(/\/+$/, '')
     this.timeoutMs = options.timeoutMs ?? 10_000
+    this.observe = options.observe
   }
 
-  async request(method: string, path: string, options: RequestOptions = {}): Promise<HttpResponse> {
+  async request(method: string, path: string, options: RequestOptions): Promise<HttpResponse> {
+    const started = performance.now()
+    let outcome: UpstreamOutcome = 'bad_response'
+    try {
+      const response = await this.attempts(method, path, options)
+      outcome = statusOutcome(response.status)
+      return response
+    } catch (err) {
+      outcome = errorOutcome(err)
+      throw err
+    } finally {
+      this.observe?.({
+        upstream: this.upstream,
+        operation: options.operation,
+        outcome,
+        seconds: (performance.now() - started) / 1000,
+      })
+    }
+  }
+
+  private async attempts(method: string, path: string, options: RequestOptions): Promise<HttpResponse> {
     const retry = options.retry ?? idempotent.has(method)
     try {
       const first = await this.once(method, path, options)

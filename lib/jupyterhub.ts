@@ -1,5 +1,6 @@
 import { ApiError, UpstreamError } from './errors.js'
 import { HttpClient, type HttpResponse } from './http.js'
+import type { UpstreamObserver } from './metrics.js'
 
 /** A named server as the hub's REST API describes it. */
 export interface HubServer {
@@ -39,6 +40,7 @@ export interface JupyterHubClientOptions {
   apiUrl: string
   apiToken: string
   timeoutMs?: number
+  observe?: UpstreamObserver
 }
 
 const seg = encodeURIComponent
@@ -61,6 +63,7 @@ export class JupyterHubClient {
       upstream: 'JupyterHub',
       baseUrl: options.apiUrl,
       timeoutMs: options.timeoutMs,
+      observe: options.observe,
     })
     this.auth = { authorization: `token ${options.apiToken}` }
     // The hub holds start and stop requests open until done or for up to 10 s (slow_spawn_timeout).
@@ -69,7 +72,10 @@ export class JupyterHubClient {
 
   /** The identity behind a user's token, or null when the hub does not accept it. */
   async whoami(token: string): Promise<HubIdentity | null> {
-    const response = await this.http.request('GET', '/user', { headers: { authorization: `token ${token}` } })
+    const response = await this.http.request('GET', '/user', {
+      operation: 'GET /user',
+      headers: { authorization: `token ${token}` },
+    })
     if (response.status === 401 || response.status === 403) return null
     if (response.status !== 200) throw this.http.unexpected('GET', '/user', response)
     const body = response.json as Partial<HubIdentity> | undefined
@@ -99,6 +105,7 @@ export class JupyterHubClient {
   private async readUser(name: string): Promise<HubUser | null> {
     const path = `/users/${seg(name)}`
     const response = await this.http.request('GET', path, {
+      operation: 'GET /users/{name}',
       headers: this.auth,
       query: { include_stopped_servers: 1 },
     })
@@ -119,6 +126,7 @@ export class JupyterHubClient {
     const path = `/users/${seg(user)}/servers/${seg(server)}`
     // Not retried: a 5xx here means the spawn itself failed.
     const response = await this.http.request('POST', path, {
+      operation: 'POST /users/{name}/servers/{server_name}',
       headers: this.auth,
       body: userOptions,
       retry: false,
@@ -183,6 +191,7 @@ export class JupyterHubClient {
     const path = `/users/${seg(user)}/servers/${seg(server)}`
     // `remove` is honoured only in the JSON body, not as a query parameter.
     const response = await this.http.request('DELETE', path, {
+      operation: 'DELETE /users/{name}/servers/{server_name}',
       headers: this.auth,
       body: { remove: true },
       timeoutMs: this.slowCallTimeoutMs,
@@ -203,7 +212,7 @@ export class JupyterHubClient {
 
   /** Throws an UpstreamError when the hub's API does not answer. */
   async ping(): Promise<void> {
-    const response = await this.http.request('GET', '/', { timeoutMs: 3000 })
+    const response = await this.http.request('GET', '/', { operation: 'GET /', timeoutMs: 3000 })
     if (response.status !== 200) throw this.http.unexpected('GET', '/', response)
   }
 }

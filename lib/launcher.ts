@@ -4,6 +4,7 @@ import type { Config } from './config.js'
 import { ApiError, UpstreamError } from './errors.js'
 import { accessLevel, type GitLabClient, type GitLabProject } from './gitlab.js'
 import type { JupyterHubClient } from './jupyterhub.js'
+import type { UpstreamObserver } from './metrics.js'
 import { imageExists, parseImage } from './registry.js'
 import type { ServerDirectory } from './server-directory.js'
 import { resolveServerOptions } from './server-options.js'
@@ -23,6 +24,8 @@ export interface LauncherOptions {
     Config,
     'serverOptions' | 'minAccessLevel' | 'imageRegistry' | 'defaultImage' | 'upstreamTimeoutMs'
   >
+  /** Told of the image registry calls (the hub and GitLab clients have their own). */
+  observeUpstream?: UpstreamObserver
 }
 
 interface ResolvedImage {
@@ -133,7 +136,12 @@ export class Launcher {
     const credentials = gitlabRegistries.includes(image.host)
       ? { username: 'oauth2', password: token }
       : undefined
-    if (!(await imageExists(image, credentials, this.options.config.upstreamTimeoutMs))) {
+    const found = await imageExists(image, {
+      credentials,
+      timeoutMs: this.options.config.upstreamTimeoutMs,
+      observe: this.options.observeUpstream,
+    })
+    if (!found) {
       throw new ApiError(404, 'IMAGE_NOT_FOUND', `The image ${name} does not exist or you may not read it.`)
     }
     return { image: name, defaultImageUsed: false }

@@ -1,5 +1,6 @@
 import { UpstreamError } from './errors.js'
 import { HttpClient } from './http.js'
+import type { UpstreamObserver } from './metrics.js'
 
 export interface ImageReference {
   /** Registry host[:port] as written in the image name (docker.io when none is). */
@@ -69,23 +70,31 @@ function bearerChallenge(header: string | string[] | undefined): Record<string, 
   return params
 }
 
-/**
- * Whether an image exists, asked of its registry with the Docker Registry HTTP API v2.
- * `credentials` is sent to the token service (the user's GitLab token for the GitLab registry).
- */
+export interface ImageCheckOptions {
+  /** Sent to the token service (the user's GitLab token for the GitLab registry). */
+  credentials?: { username: string; password: string }
+  timeoutMs?: number
+  observe?: UpstreamObserver
+}
+
+const manifestOperation = 'GET /v2/{repository}/manifests/{reference}'
+// The realm is any URL the registry names; its path is not a bounded label value.
+const tokenOperation = 'GET {token realm}'
+
+/** Whether an image exists, asked of its registry with the Docker Registry HTTP API v2. */
 export async function imageExists(
   image: ImageReference,
-  credentials?: { username: string; password: string },
-  timeoutMs = 10_000,
+  { credentials, timeoutMs = 10_000, observe }: ImageCheckOptions = {},
 ): Promise<boolean> {
   const registry = new HttpClient({
     upstream: 'the image registry',
     baseUrl: registryBase(image.host),
     timeoutMs,
+    observe,
   })
   const path = `/v2/${image.repository}/manifests/${image.reference}`
   const headers = { accept: manifestTypes }
-  const first = await registry.request('GET', path, { headers })
+  const first = await registry.request('GET', path, { operation: manifestOperation, headers })
   if (first.status === 200) return true
   if (first.status === 404) return false
   const challenge = first.status === 401 ? bearerChallenge(first.headers['www-authenticate']) : null
@@ -101,6 +110,7 @@ export async function imageExists(
     upstream: 'the image registry',
     baseUrl: realm.origin,
     timeoutMs,
+    observe,
   })
   const auth = credentials
     ? {
@@ -108,6 +118,7 @@ export async function imageExists(
       }
     : undefined
   const tokenResponse = await tokenService.request('GET', realm.pathname, {
+    operation: tokenOperation,
     headers: auth,
     query: { service: challenge.service, scope: challenge.scope ?? `repository:${image.repository}:pull` },
   })
@@ -119,6 +130,7 @@ export async function imageExists(
     throw tokenService.unexpected('GET', realm.pathname, tokenResponse)
   }
   const second = await registry.request('GET', path, {
+    operation: manifestOperation,
     headers: { ...headers, authorization: `Bearer ${token}` },
   })
   if (second.status === 200) return true

@@ -1,6 +1,7 @@
 import type { ServerObject } from '../schemas/servers.js'
 import { UpstreamError } from './errors.js'
 import type { HubUser, JupyterHubClient } from './jupyterhub.js'
+import type { HubReadSource } from './metrics.js'
 import type { PodInspector, PodView } from './pods.js'
 import { toServerObject } from './servers.js'
 
@@ -10,6 +11,8 @@ export interface ServerDirectoryOptions {
   pods: PodInspector | null
   origin: string
   baseUrl: string
+  /** Told of each read of a user's servers and where it was answered from (the metrics). */
+  countRead?: (source: HubReadSource) => void
   /** Told when pod details could not be read and the hub's data is shown alone. */
   onPodsUnavailable?: (err: UpstreamError) => void
 }
@@ -26,6 +29,7 @@ export class ServerDirectory {
 
   /** All of the user's servers, keyed by name; one hub call and at most one pod list. */
   async list(user: string): Promise<ReadonlyMap<string, ServerObject>> {
+    this.options.countRead?.('hub')
     const hubUser = await this.options.hub.getUser(user)
     if (!hubUser) return new Map()
     let view = this.views.get(hubUser)

@@ -15,8 +15,12 @@ export default fp(
   async (fastify) => {
     fastify.decorate(
       'gitlab',
-      new GitLabClient({ url: fastify.config.gitlabUrl, timeoutMs: fastify.config.upstreamTimeoutMs }),
+      new GitLabClient({
+        url: fastify.config.gitlabUrl,
+        timeoutMs: fastify.config.upstreamTimeoutMs,
+        observe: fastify.metrics.observeUpstream,
+      }),
     )
   },
-  { name: 'gitlab', dependencies: ['config'] },
+  { name: 'gitlab', dependencies: ['config', 'metrics'] },
 )

@@ -16,8 +16,13 @@ export default fp(
     const { hubApiUrl, hubApiToken, upstreamTimeoutMs } = fastify.config
     fastify.decorate(
       'jupyterhub',
-      new JupyterHubClient({ apiUrl: hubApiUrl, apiToken: hubApiToken, timeoutMs: upstreamTimeoutMs }),
+      new JupyterHubClient({
+        apiUrl: hubApiUrl,
+        apiToken: hubApiToken,
+        timeoutMs: upstreamTimeoutMs,
+        observe: fastify.metrics.observeUpstream,
+      }),
     )
   },
-  { name: 'jupyterhub', dependencies: ['config'] },
+  { name: 'jupyterhub', dependencies: ['config', 'metrics'] },
 )

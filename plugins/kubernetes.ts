@@ -31,6 +31,7 @@ export default fp(
       namespace: config.kubernetesNamespace,
       timeoutMs: config.upstreamTimeoutMs,
       log: fastify.log,
+      observe: fastify.metrics.observeUpstream,
     })
     fastify.log.info(
       { namespace: pods.namespace, source: config.kubeconfig ? 'kubeconfig' : 'service account' },
@@ -39,5 +40,5 @@ export default fp(
     fastify.decorate('kubernetes', pods)
     fastify.addHook('onClose', async () => pods.close())
   },
-  { name: 'kubernetes', dependencies: ['config'] },
+  { name: 'kubernetes', dependencies: ['config', 'metrics'] },
 )

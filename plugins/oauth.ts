@@ -4,6 +4,7 @@ import oauth2, { type OAuth2Namespace, type OAuth2Token } from '@fastify/oauth2'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { ApiError, UpstreamError } from '../lib/errors.js'
+import { errorOutcome, type UpstreamOutcome } from '../lib/metrics.js'
 import { SessionSealer, STATE_COOKIE, safeNext } from '../lib/session.js'
 
 declare module 'fastify' {
@@ -138,11 +139,25 @@ export default fp(
       },
       async exchange(request, reply) {
         let result: OAuth2Token
+        const started = performance.now()
+        // Undefined when the hub was not asked (a state that does not match is refused before).
+        let outcome: UpstreamOutcome | undefined = 'ok'
         try {
           // With the reply, the state cookie is cleared: a state is good for one callback.
           result = await hubOAuth.getAccessTokenFromAuthorizationCodeFlow(request, reply)
         } catch (err) {
-          throw tokenError(err)
+          const error = tokenError(err)
+          outcome =
+            err instanceof ApiError ? undefined : error instanceof UpstreamError ? errorOutcome(error) : '4xx'
+          throw error
+        } finally {
+          if (outcome)
+            fastify.metrics.observeUpstream({
+              upstream: 'JupyterHub',
+              operation: 'POST /oauth2/token',
+              outcome,
+              seconds: (performance.now() - started) / 1000,
+            })
         }
         const token = result.token.access_token
         if (typeof token !== 'string' || !token) {
@@ -159,5 +174,5 @@ export default fp(
     }
     fastify.decorate('hubLogin', login)
   },
-  { name: 'oauth', dependencies: ['config'] },
+  { name: 'oauth', dependencies: ['config', 'metrics'] },
 )

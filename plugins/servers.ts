@@ -22,6 +22,7 @@ export default fp(
       pods: kubernetes,
       origin: config.hubOrigin,
       baseUrl: config.hubBaseUrl,
+      countRead: (source) => fastify.metrics.countHubRead(source),
       onPodsUnavailable: (err) =>
         fastify.log.warn(
           { failure: err.failure, detail: err.detail },
@@ -29,9 +30,18 @@ export default fp(
         ),
     })
     fastify.decorate('servers', directory)
-    fastify.decorate('launcher', new Launcher({ hub: jupyterhub, gitlab, directory, config }))
+    fastify.decorate(
+      'launcher',
+      new Launcher({
+        hub: jupyterhub,
+        gitlab,
+        directory,
+        config,
+        observeUpstream: fastify.metrics.observeUpstream,
+      }),
+    )
     const logSource: LogSource | null = config.logsDir ? new LocalLogSource(config.logsDir) : kubernetes
     fastify.decorate('logSource', logSource)
   },
-  { name: 'servers', dependencies: ['config', 'jupyterhub', 'gitlab', 'kubernetes'] },
+  { name: 'servers', dependencies: ['config', 'metrics', 'jupyterhub', 'gitlab', 'kubernetes'] },
 )

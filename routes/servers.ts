@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
+import type { FastifyBaseLogger } from 'fastify'
 import { ApiError } from '../lib/errors.js'
 import { matchesFilter } from '../lib/servers.js'
 import { errors, upstreamErrors, userSecurity } from '../schemas/common.js'
@@ -21,6 +22,29 @@ function noSuchServer(name: string): ApiError {
 /** Launch, list, inspect and stop the caller's notebook servers. */
 const serversRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.addHook('onRequest', fastify.authenticate)
+
+  /** Stops through the hub; with `force`, a server the hub cannot stop has its pod deleted. */
+  async function stop(
+    user: string,
+    name: string,
+    force: boolean,
+    log: FastifyBaseLogger,
+  ): Promise<'stopped' | 'accepted' | 'forced'> {
+    let outcome: Awaited<ReturnType<typeof fastify.jupyterhub.stopServer>>
+    try {
+      // The hub answers 404 for a server the caller does not have: no need to look it up first.
+      outcome = await fastify.jupyterhub.stopServer(user, name)
+    } catch (err) {
+      if (!force || !fastify.kubernetes) throw err
+      const podName = (await fastify.servers.get(user, name))?.state.pod_name
+      if (typeof podName !== 'string') throw err
+      log.warn({ user, server: name }, 'the hub could not stop the server; deleting its pod')
+      await fastify.kubernetes.deletePod(podName)
+      return 'forced'
+    }
+    if (outcome === 'missing') throw noSuchServer(name)
+    return outcome
+  }
 
   fastify.post(
     '/servers',
@@ -51,7 +75,15 @@ const serversRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     },
     async (request, reply) => {
       const user = request.user?.name as string
-      const { status, server } = await fastify.launcher.launch(user, request.body)
+      let result: Awaited<ReturnType<typeof fastify.launcher.launch>>
+      try {
+        result = await fastify.launcher.launch(user, request.body)
+      } catch (err) {
+        fastify.metrics.countLaunchError(err)
+        throw err
+      }
+      const { status, server } = result
+      fastify.metrics.countLaunch(status === 201 ? 'created' : status === 202 ? 'accepted' : 'existing')
       request.log.info({ user, server: server.name, status }, 'launch')
       return reply.code(status).send(server)
     },
@@ -129,19 +161,14 @@ const serversRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     async (request, reply) => {
       const user = request.user?.name as string
       const name = request.params.server_name
-      let outcome: Awaited<ReturnType<typeof fastify.jupyterhub.stopServer>>
+      let outcome: 'stopped' | 'accepted' | 'forced'
       try {
-        // The hub answers 404 for a server the caller does not have: no need to look it up first.
-        outcome = await fastify.jupyterhub.stopServer(user, name)
+        outcome = await stop(user, name, request.query.force === true, request.log)
       } catch (err) {
-        if (!request.query.force || !fastify.kubernetes) throw err
-        const podName = (await fastify.servers.get(user, name))?.state.pod_name
-        if (typeof podName !== 'string') throw err
-        request.log.warn({ user, server: name }, 'the hub could not stop the server; deleting its pod')
-        await fastify.kubernetes.deletePod(podName)
-        return reply.code(202).send()
+        fastify.metrics.countStopError(err)
+        throw err
       }
-      if (outcome === 'missing') throw noSuchServer(name)
+      fastify.metrics.countStop(outcome)
       request.log.info({ user, server: name, outcome }, 'stop')
       return reply.code(outcome === 'stopped' ? 204 : 202).send()
     },

@@ -20,6 +20,7 @@ The local stack is running (Ctrl-C stops it).
   JupyterHub       ${hub.publicUrl}/hub/   (log in as "developer", password "password")
   the service      ${service}             (Swagger UI: ${service}docs)
   GitLab stand-in  ${stack.gitlab.url}   (demo project: demo-group/demo-project)
+  metrics          ${stack.metricsUrl}   (Prometheus text format)
 
 Launch a notebook server for demo-group/demo-project at commit ${world.commits.demo.masterFirst.slice(0, 7)}:
 

@@ -25,8 +25,9 @@ import {
   Watch,
 } from '@kubernetes/client-node'
 import { ConfigError } from '../config.js'
+import type { UpstreamObserver } from '../metrics.js'
 import type { LogRequest, LogSource, PodInspector, PodView, ServerRef } from '../pods.js'
-import { httpStatus, statusBody, toUpstreamError } from './errors.js'
+import { httpStatus, observeCall, statusBody, toUpstreamError } from './errors.js'
 import {
   escapeUsername,
   HUB_USERNAME_ANNOTATION,
@@ -35,6 +36,7 @@ import {
   SERVERNAME_ANNOTATION,
   USERNAME_LABEL,
 } from './labels.js'
+import { DELETE_POD, LIST_EVENTS, LIST_PODS, READ_POD_LOG } from './operations.js'
 import { PodCache } from './pod-cache.js'
 import { isPodReady, notebookContainer, toPodView } from './pod-view.js'
 
@@ -53,6 +55,8 @@ export interface KubernetesPodsOptions {
   cache?: PodCache
   /** Called by `close()`: frees the connections of the client. */
   onClose?: () => void
+  /** Told of each API call with its operation, outcome and duration. */
+  observe?: UpstreamObserver
 }
 
 export interface KubernetesClientOptions {
@@ -67,6 +71,7 @@ export interface KubernetesClientOptions {
   /** Keep a watched copy of the notebook pods (default true); false lists pods on every read. */
   cache?: boolean
   log?: KubernetesLogger
+  observe?: UpstreamObserver
 }
 
 const GRACE_PERIOD_SECONDS = 30
@@ -106,6 +111,7 @@ export class KubernetesPods implements PodInspector, LogSource {
   private readonly api: CoreV1Api
   private readonly log?: KubernetesLogger
   private readonly onClose?: () => void
+  private readonly observe?: UpstreamObserver
   /** The watched copy of the pods, when there is one. */
   readonly cache?: PodCache
 
@@ -115,6 +121,7 @@ export class KubernetesPods implements PodInspector, LogSource {
     this.log = options.log
     this.cache = options.cache
     this.onClose = options.onClose
+    this.observe = options.observe
   }
 
   /**
@@ -135,10 +142,12 @@ export class KubernetesPods implements PodInspector, LogSource {
 
   private async listPods(label: string): Promise<V1Pod[]> {
     try {
-      const list = await this.api.listNamespacedPod({
-        namespace: this.namespace,
-        labelSelector: `${USERNAME_LABEL}=${label}`,
-      })
+      const list = await observeCall(this.observe, LIST_PODS, () =>
+        this.api.listNamespacedPod({
+          namespace: this.namespace,
+          labelSelector: `${USERNAME_LABEL}=${label}`,
+        }),
+      )
       return list.items
     } catch (error) {
       throw toUpstreamError(error, 'list pods')
@@ -154,7 +163,9 @@ export class KubernetesPods implements PodInspector, LogSource {
         ? `involvedObject.kind=Pod,involvedObject.name=${only.metadata?.name ?? ''}`
         : 'involvedObject.kind=Pod,type=Warning'
     try {
-      const list = await this.api.listNamespacedEvent({ namespace: this.namespace, fieldSelector })
+      const list = await observeCall(this.observe, LIST_EVENTS, () =>
+        this.api.listNamespacedEvent({ namespace: this.namespace, fieldSelector }),
+      )
       return list.items
     } catch (error) {
       const failure = toUpstreamError(error, 'list events')
@@ -198,13 +209,15 @@ export class KubernetesPods implements PodInspector, LogSource {
     const container = notebookContainer(pod)?.name ?? NOTEBOOK_CONTAINER
     let text: string
     try {
-      text = await this.api.readNamespacedPodLog({
-        name,
-        namespace: this.namespace,
-        container,
-        follow: false,
-        ...(request.maxLines > 0 ? { tailLines: request.maxLines } : {}),
-      })
+      text = await observeCall(this.observe, READ_POD_LOG, () =>
+        this.api.readNamespacedPodLog({
+          name,
+          namespace: this.namespace,
+          container,
+          follow: false,
+          ...(request.maxLines > 0 ? { tailLines: request.maxLines } : {}),
+        }),
+      )
     } catch (error) {
       const status = httpStatus(error)
       if (status === 404) return noPod
@@ -232,11 +245,13 @@ export class KubernetesPods implements PodInspector, LogSource {
 
   async deletePod(podName: string): Promise<void> {
     try {
-      await this.api.deleteNamespacedPod({
-        name: podName,
-        namespace: this.namespace,
-        gracePeriodSeconds: GRACE_PERIOD_SECONDS,
-      })
+      await observeCall(this.observe, DELETE_POD, () =>
+        this.api.deleteNamespacedPod({
+          name: podName,
+          namespace: this.namespace,
+          gracePeriodSeconds: GRACE_PERIOD_SECONDS,
+        }),
+      )
     } catch (error) {
       if (httpStatus(error) === 404) return
       throw toUpstreamError(error, 'delete pod')
@@ -245,7 +260,9 @@ export class KubernetesPods implements PodInspector, LogSource {
 
   async ping(): Promise<void> {
     try {
-      await this.api.listNamespacedPod({ namespace: this.namespace, limit: 1 })
+      await observeCall(this.observe, LIST_PODS, () =>
+        this.api.listNamespacedPod({ namespace: this.namespace, limit: 1 }),
+      )
     } catch (error) {
       throw toUpstreamError(error, 'list pods')
     }
@@ -329,8 +346,16 @@ export function createKubernetesPods(options: KubernetesClientOptions): Kubernet
       namespace,
       labelSelector: USERNAME_LABEL,
       log: options.log,
+      observe: options.observe,
     })
     cache.start()
   }
-  return new KubernetesPods({ api, namespace, log: options.log, cache, onClose: close })
+  return new KubernetesPods({
+    api,
+    namespace,
+    log: options.log,
+    cache,
+    onClose: close,
+    observe: options.observe,
+  })
 }

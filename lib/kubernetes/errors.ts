@@ -1,5 +1,6 @@
 /** Maps what `@kubernetes/client-node` throws to the service's UpstreamError. */
 import { UpstreamError } from '../errors.js'
+import { errorOutcome, statusOutcome, type UpstreamObserver, type UpstreamOutcome } from '../metrics.js'
 
 /** The parts of a Kubernetes `Status` body the service reads. */
 export interface KubernetesStatus {
@@ -68,4 +69,26 @@ export function toUpstreamError(error: unknown, action: string): UpstreamError {
     return new UpstreamError('Kubernetes', 'unavailable', `${action}: ${code}`)
   const text = error instanceof Error ? error.message : String(error)
   return new UpstreamError('Kubernetes', 'bad_response', `${action}: ${text.slice(0, 200)}`)
+}
+
+/**
+ * Runs one API call and tells `observe` its operation (e.g. `GET /api/v1/namespaces/{namespace}/pods`),
+ * outcome and duration.
+ */
+export async function observeCall<T>(
+  observe: UpstreamObserver | undefined,
+  operation: string,
+  run: () => Promise<T>,
+): Promise<T> {
+  const started = performance.now()
+  let outcome: UpstreamOutcome = 'ok'
+  try {
+    return await run()
+  } catch (error) {
+    const status = httpStatus(error)
+    outcome = status === undefined ? errorOutcome(toUpstreamError(error, operation)) : statusOutcome(status)
+    throw error
+  } finally {
+    observe?.({ upstream: 'Kubernetes', operation, outcome, seconds: (performance.now() - started) / 1000 })
+  }
 }

@@ -8,7 +8,9 @@
  * failure, until the watch is back), `synced` is false and callers ask the API directly.
  */
 import type { CoreV1Api, V1Pod, Watch } from '@kubernetes/client-node'
-import { httpStatus, toUpstreamError } from './errors.js'
+import type { UpstreamObserver } from '../metrics.js'
+import { httpStatus, observeCall, toUpstreamError } from './errors.js'
+import { LIST_PODS } from './operations.js'
 
 /** The logger subset used (pino's signature), so the class stays free of Fastify. */
 export interface CacheLogger {
@@ -27,6 +29,8 @@ export interface PodCacheOptions {
   watchSeconds?: number
   /** First retry delay after a failure, doubled up to 30 s; default 1000. */
   retryMs?: number
+  /** Told of each list (the long-lived watches are not calls to time). */
+  observe?: UpstreamObserver
 }
 
 interface WatchEvent {
@@ -114,8 +118,10 @@ export class PodCache {
   }
 
   private async relist(): Promise<void> {
-    const { api, namespace, labelSelector } = this.options
-    const list = await api.listNamespacedPod({ namespace, labelSelector })
+    const { api, namespace, labelSelector, observe } = this.options
+    const list = await observeCall(observe, LIST_PODS, () =>
+      api.listNamespacedPod({ namespace, labelSelector }),
+    )
     this.pods.clear()
     for (const pod of list.items) if (pod.metadata?.name) this.pods.set(pod.metadata.name, pod)
     this.resourceVersion = list.metadata?.resourceVersion ?? ''

@@ -14,6 +14,7 @@ import { escapeUsername, isLabelValue } from '../../lib/kubernetes/labels.js'
 import type { PodView } from '../../lib/pods.js'
 import configPlugin from '../../plugins/config.js'
 import kubernetesPlugin from '../../plugins/kubernetes.js'
+import metricsPlugin from '../../plugins/metrics.js'
 import {
   loadPodFixture,
   type PodFixtureName,
@@ -51,6 +52,7 @@ async function build(
   })
   const app = Fastify({ logger: { level: 'info', stream } })
   await app.register(configPlugin, { config: cfg })
+  await app.register(metricsPlugin)
   await app.register(kubernetesPlugin)
   await app.ready()
   t.teardown(() => app.close())
@@ -112,6 +114,7 @@ t.test(
     const app = Fastify()
     t.teardown(() => app.close())
     await app.register(configPlugin, { config: config({ KUBECONFIG: '/nonexistent/kubeconfig' }) })
+    await app.register(metricsPlugin)
     await t.rejects(
       async () => {
         await app.register(kubernetesPlugin)
@@ -240,6 +243,17 @@ t.test('call pattern: from the watched copy no pod call per lookup; at most one 
     },
   ])
   t.equal(since(mark).length, 1, 'several pods starting: one events call for all')
+  const metrics = await app.metrics.registry.metrics()
+  t.match(
+    metrics,
+    /renku_notebooks_upstream_request_duration_seconds_count\{upstream="kubernetes",operation="GET \/api\/v1\/namespaces\/\{namespace\}\/events",outcome="ok"\} 1\n/,
+    'the events call in the metrics, by operation pattern',
+  )
+  t.match(
+    metrics,
+    /operation="GET \/api\/v1\/namespaces\/\{namespace\}\/pods",outcome="ok"\} 1\n/,
+    "the watched copy's one list",
+  )
   t.equal(all.get(server('image-pull-backoff'))?.failed, true, 'Warning events suffice for a pull failure')
 
   mark = kube.requests.length

@@ -16,6 +16,7 @@ import configPlugin from '../../plugins/config.js'
 import gitlabPlugin from '../../plugins/gitlab.js'
 import hubAuthPlugin, { type HubAuthOptions } from '../../plugins/hub-auth.js'
 import jupyterhubPlugin from '../../plugins/jupyterhub.js'
+import metricsPlugin from '../../plugins/metrics.js'
 import oauthPlugin from '../../plugins/oauth.js'
 import { startGitLab } from '../stand-ins/gitlab.js'
 import { startCountingProxy } from '../support/counting-proxy.js'
@@ -44,6 +45,7 @@ const config = loadConfig({
 async function bareApp(auth: HubAuthOptions = {}) {
   const app = Fastify()
   await app.register(configPlugin, { config })
+  await app.register(metricsPlugin)
   await app.register(jupyterhubPlugin)
   await app.register(gitlabPlugin)
   await app.register(oauthPlugin)

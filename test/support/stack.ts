@@ -48,6 +48,8 @@ export interface Stack {
   serviceToken: string
   /** e.g. `http://127.0.0.1:40100/services/notebooks/` */
   serviceUrl: string
+  /** e.g. `http://127.0.0.1:40101/metrics`; null when `METRICS_PORT=0`. */
+  metricsUrl: string | null
   /** Hub users, one per fixture GitLab user, with their GitLab token in auth_state. */
   users: Record<FixtureUserName, HubUser>
   /** Calls the service as a user (or with no token when `user` is null). */
@@ -80,11 +82,14 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       LOG_LEVEL: process.env.SERVICE_LOG_LEVEL ?? 'silent',
       HOST: host,
       PORT: String(port),
+      // A free port, not 9090, so that stacks can run side by side.
+      METRICS_PORT: String(await freePort()),
       ...options.serviceEnv,
     })
     const app = await buildApp(config)
     cleanups.push(() => app.close())
     await app.listen({ host: config.host, port: config.port })
+    const metricsUrl = await app.listenForMetrics()
     const serviceUrl = `http://${host}:${port}${config.servicePrefix}`
 
     const users = {} as Record<FixtureUserName, HubUser>
@@ -120,7 +125,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         return { status: response.status, body: parsed as any, headers: response.headers }
       }
 
-    return { world, gitlab, hub, app, config, serviceToken, serviceUrl, users, as, stop }
+    return { world, gitlab, hub, app, config, serviceToken, serviceUrl, metricsUrl, users, as, stop }
   } catch (err) {
     await stop()
     throw err

@@ -20,6 +20,8 @@ t.test('configuration', async (t) => {
   t.equal(config.defaultImage, 'renku/singleuser:latest')
   t.equal(config.minAccessLevel, 30)
   t.equal(config.port, 8000)
+  t.equal(config.metricsPort, 9090)
+  t.equal(loadConfig({ ...required, METRICS_PORT: '0' }).metricsPort, 0, '0 turns the metrics listener off')
   t.equal(config.host, '0.0.0.0')
   t.equal(config.oauthCallbackUrl, '/services/notebooks/oauth_callback')
   t.same(Object.keys(config.serverOptions), [
@@ -39,6 +41,8 @@ t.test('configuration', async (t) => {
     [{ ...required, GITLAB_URL: 'ftp://gitlab' }, /^GITLAB_URL must be an http/],
     [{ ...required, PORT: 'eighty' }, /^PORT must be a whole number/],
     [{ ...required, PORT: '70000' }, /^PORT must be a whole number/],
+    [{ ...required, METRICS_PORT: 'prometheus' }, /^METRICS_PORT must be a whole number from 0 to 65535/],
+    [{ ...required, PORT: '9000', METRICS_PORT: '9000' }, /^METRICS_PORT must differ from PORT/],
     [{ ...required, NOTEBOOKS_MIN_ACCESS_LEVEL: '-1' }, /^NOTEBOOKS_MIN_ACCESS_LEVEL/],
     [
       { ...required, JUPYTERHUB_ORIGIN: 'https://hub.example.com/path' },
@@ -257,4 +261,25 @@ t.test('the process refuses a bad configuration with one line naming the variabl
   t.equal(badPort.code, 1)
   t.match(badPort.stderr, /^renku-notebooks cannot start: PORT must be a whole number from 0 to 65535\.\n$/)
   t.notMatch(badPort.stderr, /secret-token-value/)
+  const badMetricsPort = await run({ ...required, METRICS_PORT: '-1' })
+  t.equal(badMetricsPort.code, 1)
+  t.equal(
+    badMetricsPort.stderr,
+    'renku-notebooks cannot start: METRICS_PORT must be a whole number from 0 to 65535.\n',
+  )
+
+  // A metrics port that is taken stops start-up too, rather than serving without metrics.
+  const { createServer } = await import('node:net')
+  const taken = createServer()
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => taken.close())
+  const takenPort = (taken.address() as { port: number }).port
+  const busy = await run({ ...required, HOST: '127.0.0.1', PORT: '0', METRICS_PORT: String(takenPort) })
+  t.equal(busy.code, 1)
+  t.match(
+    busy.stderr,
+    new RegExp(
+      `^renku-notebooks cannot start: METRICS_PORT ${takenPort} cannot be listened on: .*EADDRINUSE.*\n$`,
+    ),
+  )
 })

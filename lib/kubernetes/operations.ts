@@ -1,0 +1,5 @@
+/** The core/v1 calls the service makes, as the metrics' operation patterns. */
+export const LIST_PODS = 'GET /api/v1/namespaces/{namespace}/pods'
+export const LIST_EVENTS = 'GET /api/v1/namespaces/{namespace}/events'
+export const READ_POD_LOG = 'GET /api/v1/namespaces/{namespace}/pods/{name}/log'
+export const DELETE_POD = 'DELETE /api/v1/namespaces/{namespace}/pods/{name}'
