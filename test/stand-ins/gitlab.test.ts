@@ -357,3 +357,134 @@ t.test('request log and faults', async (t) => {
     { server: 'gitlab', method: 'GET', path: `/api/v4/projects/${demo}`, status: 200 },
   ])
 })
+
+t.test('OAuth tokens: scopes, expiry, token info and the refresh grant', async (t) => {
+  const app = world.oauthApplication
+  const refresh = (refreshToken: string, secret = app.secret) =>
+    call(`${gitlab.url}/oauth/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        grant_type: 'refresh_token',
+        refresh_token: refreshToken,
+        client_id: app.uid,
+        client_secret: secret,
+      }).toString(),
+    })
+  const info = (token: string) => call(`${gitlab.url}/oauth/token/info`, { token })
+
+  const pair = gitlab.issueToken('developer', { scopes: ['api', 'write_repository'] })
+  t.equal((await api('/user', pair.accessToken)).body.username, 'developer', 'an OAuth token authenticates')
+  const described = await info(pair.accessToken)
+  t.equal(described.status, 200)
+  t.match(described.body, {
+    resource_owner_id: developer.id,
+    scope: ['api', 'write_repository'],
+    application: { uid: app.uid },
+    created_at: pair.createdAt,
+  })
+  t.ok(described.body.expires_in > 7000 && described.body.expires_in <= 7200, 'expires in 2 hours')
+  t.equal((await info('nope')).status, 401, 'token info of an unknown token')
+  t.equal((await info('nope')).body.error, 'invalid_token')
+
+  gitlab.expireToken(pair.accessToken)
+  const expired = await api('/user', pair.accessToken)
+  t.equal(expired.status, 401, 'an expired token is refused')
+  t.same(expired.body, {
+    error: 'invalid_token',
+    error_description: 'Token is expired. You can either do re-authorization or token refresh.',
+  })
+  t.match(expired.headers.get('www-authenticate'), /error="invalid_token"/)
+  t.equal((await info(pair.accessToken)).status, 401)
+
+  t.equal((await refresh(pair.refreshToken, 'wrong-secret')).status, 401, 'client secret checked')
+  t.equal((await refresh(pair.refreshToken, 'wrong-secret')).body.error, 'invalid_client')
+  const renewed = await refresh(pair.refreshToken)
+  t.equal(renewed.status, 200, 'the refresh grant')
+  t.match(renewed.body, { token_type: 'Bearer', expires_in: 7200, scope: 'api write_repository' })
+  t.not(renewed.body.refresh_token, pair.refreshToken, 'a new refresh token')
+  t.equal((await api('/user', renewed.body.access_token)).body.username, 'developer', 'the new token works')
+  const reused = await refresh(pair.refreshToken)
+  t.equal(reused.status, 400, 'a refresh token works once')
+  t.equal(reused.body.error, 'invalid_grant')
+
+  const short = gitlab.issueToken('developer', { expiresIn: 0 })
+  t.equal((await api('/user', short.accessToken)).status, 401, 'a token past its lifetime is expired')
+  const fresh = await refresh(short.refreshToken)
+  t.equal(fresh.status, 200)
+  t.equal((await api('/user', short.accessToken)).status, 401, 'the old access token is dead after a refresh')
+
+  const readUser = gitlab.issueToken('developer', { scopes: ['read_user'] })
+  t.equal((await api('/user', readUser.accessToken)).status, 200, 'read_user reads /user')
+  const scoped = await api(`/projects/${demo}`, readUser.accessToken)
+  t.equal(scoped.status, 403, 'but not projects')
+  t.equal(scoped.body.error, 'insufficient_scope')
+})
+
+t.test('git push over smart HTTP', async (t) => {
+  const work = await mkdtemp(path.join(tmpdir(), 'gitlab-push-'))
+  t.teardown(() => rm(work, { recursive: true, force: true }))
+  const base = {
+    ...process.env,
+    GIT_TERMINAL_PROMPT: '0',
+    GIT_CONFIG_NOSYSTEM: '1',
+    GIT_CONFIG_GLOBAL: '/dev/null',
+    GIT_AUTHOR_NAME: 'T',
+    GIT_AUTHOR_EMAIL: 't@example.com',
+    GIT_COMMITTER_NAME: 'T',
+    GIT_COMMITTER_EMAIL: 't@example.com',
+  }
+  const withHeader = (token: string) => ({
+    ...base,
+    GIT_CONFIG_COUNT: '1',
+    GIT_CONFIG_KEY_0: 'http.extraHeader',
+    GIT_CONFIG_VALUE_0: `Authorization: Basic ${Buffer.from(`oauth2:${token}`).toString('base64')}`,
+  })
+  const git = (env: NodeJS.ProcessEnv, ...args: string[]) =>
+    execFileAsync('git', ['-C', work, ...args], { env }).then(
+      () => ({ ok: true, err: '' }),
+      (err: { stderr?: string }) => ({ ok: false, err: err.stderr ?? '' }),
+    )
+  const repoUrl = `${gitlab.url}/demo-group/demo-project.git`
+  await execFileAsync('git', ['init', '-q', work], { env: base })
+  await execFileAsync('git', ['-C', work, 'commit', '-q', '--allow-empty', '-m', 'pushed'], { env: base })
+  const branchSha = async (branch: string) =>
+    (await api(`/projects/101/repository/branches/${branch}`, maintainer.token)).body?.commit?.id
+  const { stdout } = await execFileAsync('git', ['-C', work, 'rev-parse', 'HEAD'], { env: base })
+  const pushed = stdout.trim()
+
+  // Unrelated history is fine for a new branch.
+  const push = (env: NodeJS.ProcessEnv, branch: string) =>
+    git(env, 'push', '-q', repoUrl, `HEAD:refs/heads/${branch}`)
+  t.ok((await push(withHeader(developer.token), 'dev-branch')).ok, 'a developer pushes a new branch')
+  t.equal(await branchSha('dev-branch'), pushed, 'the branch is in the repository')
+
+  const anonymous = await push(base, 'anon')
+  t.notOk(anonymous.ok, 'no token: refused')
+  t.match(anonymous.err, /Authentication failed|could not read Username/)
+  const bad = await push(withHeader('glpat-bogus'), 'bogus')
+  t.notOk(bad.ok)
+  t.match(bad.err, /Authentication failed|401|could not read Username/, 'a bad token: 401')
+  const expiring = gitlab.issueToken('developer', { scopes: ['write_repository'] })
+  gitlab.expireToken(expiring.accessToken)
+  t.notOk((await push(withHeader(expiring.accessToken), 'expired')).ok, 'an expired token: 401')
+  const readOnly = gitlab.issueToken('developer', { scopes: ['read_repository'] })
+  const scopeless = await push(withHeader(readOnly.accessToken), 'read-only')
+  t.notOk(scopeless.ok, 'read_repository cannot push')
+  t.match(scopeless.err, /403/)
+  const guestPush = await push(withHeader(guest.token), 'guest')
+  t.notOk(guestPush.ok, 'a guest cannot push')
+  t.equal(await branchSha('read-only'), undefined, 'nothing was pushed by the refused')
+  const writer = gitlab.issueToken('developer', { scopes: ['write_repository'] })
+  t.ok((await push(withHeader(writer.accessToken), 'writer')).ok, 'write_repository pushes')
+  t.ok(
+    (await git(withHeader(writer.accessToken), 'push', '-q', repoUrl, '--delete', 'writer')).ok,
+    'and deletes',
+  )
+  t.equal(await branchSha('writer'), undefined, 'the branch is gone')
+  const log = gitlab.requests.filter(
+    (r) => r.query.includes('git-receive-pack') || r.path.endsWith('git-receive-pack'),
+  )
+  t.ok(log.some((r) => r.status === 401) && log.some((r) => r.status === 403), 'answered 401 and 403')
+  await git(withHeader(developer.token), 'push', '-q', repoUrl, '--delete', 'dev-branch')
+})
