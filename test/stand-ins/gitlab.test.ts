@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
+import { autosaveBranches, seedAutosave } from '../support/autosaves.js'
 import { createWorld } from '../support/fixtures.js'
 import { startGitLab } from './gitlab.js'
 
@@ -356,4 +357,262 @@ t.test('request log and faults', async (t) => {
     { server: 'gitlab', method: 'GET', path: '/api/v4/projects/101', status: 502 },
     { server: 'gitlab', method: 'GET', path: `/api/v4/projects/${demo}`, status: 200 },
   ])
+})
+
+t.test('OAuth tokens: scopes, expiry, token info and the refresh grant', async (t) => {
+  const app = world.oauthApplication
+  const refresh = (refreshToken: string, secret = app.secret) =>
+    call(`${gitlab.url}/oauth/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        grant_type: 'refresh_token',
+        refresh_token: refreshToken,
+        client_id: app.uid,
+        client_secret: secret,
+      }).toString(),
+    })
+  const info = (token: string) => call(`${gitlab.url}/oauth/token/info`, { token })
+
+  const pair = gitlab.issueToken('developer', { scopes: ['api', 'write_repository'] })
+  t.equal((await api('/user', pair.accessToken)).body.username, 'developer', 'an OAuth token authenticates')
+  const described = await info(pair.accessToken)
+  t.equal(described.status, 200)
+  t.match(described.body, {
+    resource_owner_id: developer.id,
+    scope: ['api', 'write_repository'],
+    application: { uid: app.uid },
+    created_at: pair.createdAt,
+  })
+  t.ok(described.body.expires_in > 7000 && described.body.expires_in <= 7200, 'expires in 2 hours')
+  t.equal((await info('nope')).status, 401, 'token info of an unknown token')
+  t.equal((await info('nope')).body.error, 'invalid_token')
+
+  gitlab.expireToken(pair.accessToken)
+  const expired = await api('/user', pair.accessToken)
+  t.equal(expired.status, 401, 'an expired token is refused')
+  t.same(expired.body, {
+    error: 'invalid_token',
+    error_description: 'Token is expired. You can either do re-authorization or token refresh.',
+  })
+  t.match(expired.headers.get('www-authenticate'), /error="invalid_token"/)
+  t.equal((await info(pair.accessToken)).status, 401)
+
+  t.equal((await refresh(pair.refreshToken, 'wrong-secret')).status, 401, 'client secret checked')
+  t.equal((await refresh(pair.refreshToken, 'wrong-secret')).body.error, 'invalid_client')
+  const renewed = await refresh(pair.refreshToken)
+  t.equal(renewed.status, 200, 'the refresh grant')
+  t.match(renewed.body, { token_type: 'Bearer', expires_in: 7200, scope: 'api write_repository' })
+  t.not(renewed.body.refresh_token, pair.refreshToken, 'a new refresh token')
+  t.equal((await api('/user', renewed.body.access_token)).body.username, 'developer', 'the new token works')
+  const reused = await refresh(pair.refreshToken)
+  t.equal(reused.status, 400, 'a refresh token works once')
+  t.equal(reused.body.error, 'invalid_grant')
+
+  const short = gitlab.issueToken('developer', { expiresIn: 0 })
+  t.equal((await api('/user', short.accessToken)).status, 401, 'a token past its lifetime is expired')
+  const fresh = await refresh(short.refreshToken)
+  t.equal(fresh.status, 200)
+  t.equal((await api('/user', short.accessToken)).status, 401, 'the old access token is dead after a refresh')
+
+  const readUser = gitlab.issueToken('developer', { scopes: ['read_user'] })
+  t.equal((await api('/user', readUser.accessToken)).status, 200, 'read_user reads /user')
+  const scoped = await api(`/projects/${demo}`, readUser.accessToken)
+  t.equal(scoped.status, 403, 'but not projects')
+  t.equal(scoped.body.error, 'insufficient_scope')
+})
+
+t.test('git push over smart HTTP', async (t) => {
+  const work = await mkdtemp(path.join(tmpdir(), 'gitlab-push-'))
+  t.teardown(() => rm(work, { recursive: true, force: true }))
+  const base = {
+    ...process.env,
+    GIT_TERMINAL_PROMPT: '0',
+    GIT_CONFIG_NOSYSTEM: '1',
+    GIT_CONFIG_GLOBAL: '/dev/null',
+    GIT_AUTHOR_NAME: 'T',
+    GIT_AUTHOR_EMAIL: 't@example.com',
+    GIT_COMMITTER_NAME: 'T',
+    GIT_COMMITTER_EMAIL: 't@example.com',
+  }
+  const withHeader = (token: string) => ({
+    ...base,
+    GIT_CONFIG_COUNT: '1',
+    GIT_CONFIG_KEY_0: 'http.extraHeader',
+    GIT_CONFIG_VALUE_0: `Authorization: Basic ${Buffer.from(`oauth2:${token}`).toString('base64')}`,
+  })
+  const git = (env: NodeJS.ProcessEnv, ...args: string[]) =>
+    execFileAsync('git', ['-C', work, ...args], { env }).then(
+      () => ({ ok: true, err: '' }),
+      (err: { stderr?: string }) => ({ ok: false, err: err.stderr ?? '' }),
+    )
+  const repoUrl = `${gitlab.url}/demo-group/demo-project.git`
+  await execFileAsync('git', ['init', '-q', work], { env: base })
+  await execFileAsync('git', ['-C', work, 'commit', '-q', '--allow-empty', '-m', 'pushed'], { env: base })
+  const branchSha = async (branch: string) =>
+    (await api(`/projects/101/repository/branches/${branch}`, maintainer.token)).body?.commit?.id
+  const { stdout } = await execFileAsync('git', ['-C', work, 'rev-parse', 'HEAD'], { env: base })
+  const pushed = stdout.trim()
+
+  // Unrelated history is fine for a new branch.
+  const push = (env: NodeJS.ProcessEnv, branch: string) =>
+    git(env, 'push', '-q', repoUrl, `HEAD:refs/heads/${branch}`)
+  t.ok((await push(withHeader(developer.token), 'dev-branch')).ok, 'a developer pushes a new branch')
+  t.equal(await branchSha('dev-branch'), pushed, 'the branch is in the repository')
+
+  const anonymous = await push(base, 'anon')
+  t.notOk(anonymous.ok, 'no token: refused')
+  t.match(anonymous.err, /Authentication failed|could not read Username/)
+  const bad = await push(withHeader('glpat-bogus'), 'bogus')
+  t.notOk(bad.ok)
+  t.match(bad.err, /Authentication failed|401|could not read Username/, 'a bad token: 401')
+  const expiring = gitlab.issueToken('developer', { scopes: ['write_repository'] })
+  gitlab.expireToken(expiring.accessToken)
+  t.notOk((await push(withHeader(expiring.accessToken), 'expired')).ok, 'an expired token: 401')
+  const readOnly = gitlab.issueToken('developer', { scopes: ['read_repository'] })
+  const scopeless = await push(withHeader(readOnly.accessToken), 'read-only')
+  t.notOk(scopeless.ok, 'read_repository cannot push')
+  t.match(scopeless.err, /403/)
+  const guestPush = await push(withHeader(guest.token), 'guest')
+  t.notOk(guestPush.ok, 'a guest cannot push')
+  t.equal(await branchSha('read-only'), undefined, 'nothing was pushed by the refused')
+  const writer = gitlab.issueToken('developer', { scopes: ['write_repository'] })
+  t.ok((await push(withHeader(writer.accessToken), 'writer')).ok, 'write_repository pushes')
+  t.ok(
+    (await git(withHeader(writer.accessToken), 'push', '-q', repoUrl, '--delete', 'writer')).ok,
+    'and deletes',
+  )
+  t.equal(await branchSha('writer'), undefined, 'the branch is gone')
+  const log = gitlab.requests.filter(
+    (r) => r.query.includes('git-receive-pack') || r.path.endsWith('git-receive-pack'),
+  )
+  t.ok(log.some((r) => r.status === 401) && log.some((r) => r.status === 403), 'answered 401 and 403')
+  await git(withHeader(developer.token), 'push', '-q', repoUrl, '--delete', 'dev-branch')
+})
+
+t.test('branch lists: search, pages; deleting branches', async (t) => {
+  const project = world.projects.demo
+  const heads = [sha.masterFirst, sha.masterSecond, sha.feature]
+  const seeded: string[] = []
+  for (const [i, head] of heads.entries()) {
+    seeded.push(
+      await seedAutosave(project, {
+        user: 'developer',
+        branch: 'master',
+        commitSha: sha.masterFirst,
+        head,
+        files: { 'notes.md': `draft ${i}\n` },
+        date: `2026-02-0${i + 1}T10:00:00+02:00`,
+      }),
+    )
+  }
+  const unchanged = `renku/autosave/developer/master/${sha.masterFirst.slice(0, 7)}/${sha.masterFirst.slice(0, 7)}`
+  t.equal(seeded[0], unchanged, 'named after the launch and the saved HEAD')
+  seeded.sort()
+  t.same(await autosaveBranches(project), seeded, 'real refs in the bare repository')
+  t.teardown(async () => {
+    for (const name of await autosaveBranches(project)) {
+      await execFileAsync('git', ['update-ref', '-d', `refs/heads/${name}`], {
+        env: { ...process.env, GIT_DIR: project.repoDir },
+      })
+    }
+  })
+
+  const all = await api('/projects/101/repository/branches', developer.token)
+  t.equal(all.status, 200)
+  t.same(
+    all.body.map((b: { name: string }) => b.name),
+    ['feature', 'master', ...seeded],
+    'every branch, by name',
+  )
+  t.equal(all.headers.get('x-total'), '5')
+  t.equal(all.headers.get('x-next-page'), '', 'one page')
+  t.match(
+    all.body.find((b: { name: string }) => b.name === unchanged),
+    {
+      default: false,
+      protected: false,
+      commit: { parent_ids: [sha.masterFirst], committed_date: '2026-02-01T10:00:00+02:00' },
+    },
+  )
+
+  const search = (term: string, extra = '') =>
+    api(`/projects/101/repository/branches?search=${encodeURIComponent(term)}${extra}`, developer.token)
+  t.same(
+    (await search('^renku/autosave/developer/')).body.map((b: { name: string }) => b.name),
+    seeded,
+    '^ anchors at the start',
+  )
+  t.same((await search('^autosave')).body, [], 'not a prefix')
+  t.same(
+    (await search('autosave/DEVELOPER')).body.map((b: { name: string }) => b.name),
+    seeded,
+    'contains, ignoring case',
+  )
+  t.same(
+    (await search(`${sha.masterFirst.slice(0, 7)}$`)).body.map((b: { name: string }) => b.name),
+    [unchanged],
+    '$ anchors at the end',
+  )
+  t.same((await search('^renku/autosave/dev/')).body, [], 'another user prefix')
+
+  const page1 = await search('^renku/', '&per_page=2')
+  t.equal(page1.body.length, 2)
+  t.equal(page1.headers.get('x-total'), '3')
+  t.equal(page1.headers.get('x-total-pages'), '2')
+  t.equal(page1.headers.get('x-next-page'), '2')
+  const page2 = await search('^renku/', '&per_page=2&page=2')
+  t.same(
+    page2.body.map((b: { name: string }) => b.name),
+    [seeded[2]],
+  )
+  t.equal(page2.headers.get('x-next-page'), '', 'the last page has no next')
+  t.equal((await search('^renku/', '&per_page=500')).headers.get('x-per-page'), '100', 'per_page caps at 100')
+  t.equal((await api('/projects/101/repository/branches', outsider.token)).status, 404, 'invisible project')
+  t.equal(
+    (await api('/projects/101/repository/branches', guest.token)).status,
+    403,
+    'a guest cannot read code',
+  )
+
+  const del = (branch: string, token?: string) =>
+    call(`${gitlab.url}/api/v4/projects/101/repository/branches/${encodeURIComponent(branch)}`, {
+      method: 'DELETE',
+      token,
+    })
+  const readApi = gitlab.issueToken('developer', { scopes: ['read_api', 'write_repository'] })
+  t.same((await del(seeded[0] as string, readApi.accessToken)).body, {
+    error: 'insufficient_scope',
+    error_description: 'The request requires higher privileges than provided by the access token.',
+    scope: 'api',
+  })
+  t.equal((await del(seeded[0] as string, guest.token)).status, 403, 'a guest may not delete')
+  t.equal((await del(seeded[0] as string, outsider.token)).status, 404, 'an outsider sees no project')
+  t.equal((await del(seeded[0] as string)).status, 401, 'anonymous')
+  const master = await del('master', maintainer.token)
+  t.equal(master.status, 400, 'never the default branch')
+  t.same(await autosaveBranches(project), seeded, 'nothing deleted by the refused')
+
+  const deleted = await del(seeded[0] as string, developer.token)
+  t.equal(deleted.status, 204)
+  t.equal(deleted.body, '', 'no content')
+  t.same(await autosaveBranches(project), seeded.slice(1), 'the ref is gone')
+  const again = await del(seeded[0] as string, developer.token)
+  t.equal(again.status, 404)
+  t.same(again.body, { message: '404 Branch Not Found' })
+  const raw = await call(`${gitlab.url}/api/v4/projects/101/repository/branches/${seeded[1]}`, {
+    method: 'DELETE',
+    token: developer.token,
+  })
+  t.equal(raw.status, 404, 'an unencoded / misses the route')
+  t.same(await autosaveBranches(project), seeded.slice(1))
+})
+
+t.test('personal access tokens tell their scopes', async (t) => {
+  const self = await api('/personal_access_tokens/self', developer.token)
+  t.equal(self.status, 200)
+  t.match(self.body, { scopes: ['api'], active: true, user_id: developer.id })
+  const oauth = gitlab.issueToken('developer', { scopes: ['read_api'] })
+  t.equal((await api('/personal_access_tokens/self', oauth.accessToken)).status, 404, 'not for OAuth tokens')
+  t.equal((await api('/personal_access_tokens/self', 'glpat-unknown')).status, 401)
 })

@@ -33,6 +33,30 @@ export interface GitLabUser {
   email: string
   /** A personal/OAuth access token that authenticates this user. */
   token: string
+  /** Scopes of `token` (default `api`, which grants everything a non-admin needs). */
+  scopes?: string[]
+}
+
+/** An OAuth application (GitLab: Admin area or user settings, "Applications"). */
+export interface GitLabOAuthApplication {
+  /** The client id. */
+  uid: string
+  secret: string
+}
+
+/** An access token issued through OAuth: it carries scopes, expires and can be refreshed once. */
+export interface GitLabOAuthToken {
+  accessToken: string
+  refreshToken: string
+  username: string
+  scopes: string[]
+  applicationUid: string
+  /** Seconds since the epoch. */
+  createdAt: number
+  /** Seconds the access token lives (GitLab: 7200, fixed). */
+  expiresIn: number
+  /** Set once the refresh token was used (or the pair revoked): both tokens are dead. */
+  revoked?: boolean
 }
 
 export interface GitLabNamespace {
@@ -74,6 +98,12 @@ export interface GitLabWorld {
   images: string[]
   /** Tokens GitLab knows but has revoked: 401 with an `invalid_token` body. */
   revokedTokens?: string[]
+  /** Tokens GitLab knows but that have expired (any kind): 401 `invalid_token`, "Token is expired". */
+  expiredTokens?: string[]
+  /** OAuth applications whose credentials `POST /oauth/token` accepts. */
+  oauthApplications?: GitLabOAuthApplication[]
+  /** Tokens issued through OAuth (see `GitLabStandIn.issueToken`). */
+  oauthTokens?: GitLabOAuthToken[]
 }
 
 export interface RecordedRequest {
@@ -108,11 +138,20 @@ export interface GitLabStandIn {
   requests: RecordedRequest[]
   /** Faults checked in order before routing; edit freely. */
   faults: GitLabFault[]
+  /** Issues an OAuth token pair to a user, as GitLab's authorization code grant would. */
+  issueToken(
+    username: string,
+    options?: { scopes?: string[]; expiresIn?: number; applicationUid?: string },
+  ): GitLabOAuthToken
+  /** Makes a token (any kind) expired from now on. */
+  expireToken(token: string): void
   close(): Promise<void>
 }
 
 interface Actor {
   user: GitLabUser | null
+  /** The token's scopes; empty when anonymous. */
+  scopes: string[]
 }
 
 type Reply = { status: number; body?: unknown; headers?: Record<string, string> }
@@ -133,6 +172,7 @@ const forbidden = () => new HttpError(403, { message: '403 Forbidden' })
 const unauthorized = () => new HttpError(401, { message: '401 Unauthorized' })
 
 const REVOKED = 'Token was revoked. You have to re-authorize from the user.'
+const EXPIRED = 'Token is expired. You can either do re-authorization or token refresh.'
 const FIXED_DATE = '2026-01-01T10:00:00.000Z'
 const MANIFEST_TYPE = 'application/vnd.docker.distribution.manifest.v2+json'
 
@@ -153,25 +193,56 @@ function basicCredentials(req: http.IncomingMessage): { username: string; passwo
   return { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) }
 }
 
-function findUserByToken(world: GitLabWorld, token: string): GitLabUser | undefined {
-  return Object.values(world.users).find((u) => u.token === token)
+type TokenCheck =
+  | { ok: true; user: GitLabUser; scopes: string[]; oauth?: GitLabOAuthToken }
+  | { ok: false; why: 'unknown' | 'revoked' | 'expired' }
+
+const nowSeconds = () => Math.floor(Date.now() / 1000)
+
+/** What a token is: a user's own token, an OAuth token (live, expired or used up), or unknown. */
+function checkToken(world: GitLabWorld, token: string): TokenCheck {
+  if (world.revokedTokens?.includes(token)) return { ok: false, why: 'revoked' }
+  if (world.expiredTokens?.includes(token)) return { ok: false, why: 'expired' }
+  const own = Object.values(world.users).find((u) => u.token === token)
+  if (own) return { ok: true, user: own, scopes: own.scopes ?? ['api'] }
+  const oauth = world.oauthTokens?.find((o) => o.accessToken === token)
+  const user = oauth && world.users[oauth.username]
+  if (!oauth || !user) return { ok: false, why: 'unknown' }
+  if (oauth.revoked) return { ok: false, why: 'revoked' }
+  if (nowSeconds() >= oauth.createdAt + oauth.expiresIn) return { ok: false, why: 'expired' }
+  return { ok: true, user, scopes: oauth.scopes, oauth }
 }
 
-/** Resolves a token to an actor, or throws GitLab's 401 for unknown and revoked tokens. */
+/** Resolves a token to an actor, or throws GitLab's 401 for unknown, revoked and expired tokens. */
 function actorFor(world: GitLabWorld, token: string | undefined): Actor {
-  if (token === undefined) return { user: null }
-  if (world.revokedTokens?.includes(token)) {
-    throw new HttpError(
-      401,
-      { error: 'invalid_token', error_description: REVOKED },
-      {
-        'www-authenticate': `Bearer realm="Protected by OAuth 2.0", error="invalid_token", error_description="${REVOKED}"`,
-      },
-    )
-  }
-  const user = findUserByToken(world, token)
-  if (!user) throw unauthorized()
-  return { user }
+  if (token === undefined) return { user: null, scopes: [] }
+  const check = checkToken(world, token)
+  if (check.ok) return { user: check.user, scopes: check.scopes }
+  if (check.why === 'unknown') throw unauthorized()
+  const description = check.why === 'revoked' ? REVOKED : EXPIRED
+  throw new HttpError(
+    401,
+    { error: 'invalid_token', error_description: description },
+    {
+      'www-authenticate': `Bearer realm="Protected by OAuth 2.0", error="invalid_token", error_description="${description}"`,
+    },
+  )
+}
+
+/** GitLab's 403 for a token whose scopes do not cover the route (`lib/api/api_guard.rb`). */
+function requireScope(actor: Actor, ...accepted: string[]) {
+  if (actor.user === null || accepted.some((s) => actor.scopes.includes(s))) return
+  throw new HttpError(403, {
+    error: 'insufficient_scope',
+    error_description: 'The request requires higher privileges than provided by the access token.',
+    scope: accepted.join(' '),
+  })
+}
+
+/** Git over HTTP: the token's user, null when anonymous, 'denied' for a token that does not authenticate. */
+function gitUser(world: GitLabWorld, req: http.IncomingMessage): TokenCheck | null {
+  const creds = basicCredentials(req)
+  return creds ? checkToken(world, creds.password) : null
 }
 
 function pathWithNamespace(p: GitLabProject): string {
@@ -384,10 +455,13 @@ export async function startGitLab(world: GitLabWorld): Promise<GitLabStandIn> {
 
   async function apiRoute(req: http.IncomingMessage, seg: string[], actor: Actor): Promise<Reply> {
     const method = req.method === 'HEAD' ? 'GET' : req.method
+    if (method === 'DELETE') return deleteRoute(seg, actor)
     if (method !== 'GET') throw routeMiss()
     const [a, b, c, d, e, f, g] = seg
+    if (a === 'personal_access_tokens' && b === 'self' && seg.length === 2) return selfToken(req)
     if (a === 'user' && seg.length === 1) {
       if (!actor.user) throw unauthorized()
+      requireScope(actor, 'api', 'read_api', 'read_user')
       const u = actor.user
       return {
         status: 200,
@@ -413,6 +487,7 @@ export async function startGitLab(world: GitLabWorld): Promise<GitLabStandIn> {
       return { status: 200, body: { version: '17.0.0-stand-in', revision: 'standin', enterprise: false } }
     }
     if (a !== 'projects' || b === undefined || b === '') throw routeMiss()
+    requireScope(actor, 'api', 'read_api')
     if (seg.length === 2) return { status: 200, body: projectJson(visibleProject(b, actor), actor) }
 
     if (c === 'repository' && (d === 'commits' || d === 'branches') && e !== undefined && seg.length === 5) {
@@ -432,21 +507,13 @@ export async function startGitLab(world: GitLabWorld): Promise<GitLabStandIn> {
       }
       const sha = await resolveCommit(p, `refs/heads/${e}`)
       if (!sha) throw notFound('Branch')
-      return {
-        status: 200,
-        body: {
-          name: e,
-          commit: await commitJson(base, p, sha),
-          merged: false,
-          protected: e === p.defaultBranch,
-          default: e === p.defaultBranch,
-          developers_can_push: false,
-          developers_can_merge: false,
-          can_push:
-            accessLevel(p, actor.user) >= (e === p.defaultBranch ? Access.maintainer : Access.developer),
-          web_url: `${base}/${pathWithNamespace(p)}/-/tree/${e}`,
-        },
-      }
+      return { status: 200, body: await branchJson(p, actor, e, sha) }
+    }
+
+    if (c === 'repository' && d === 'branches' && seg.length === 4) {
+      const p = visibleProject(b, actor)
+      if (!canReadCode(p, actor.user)) throw forbidden()
+      return listBranches(req, p, actor)
     }
 
     if (c === 'registry' && d === 'repositories') {
@@ -503,6 +570,117 @@ export async function startGitLab(world: GitLabWorld): Promise<GitLabStandIn> {
     throw routeMiss()
   }
 
+  /** The single-branch object of `GET /projects/:id/repository/branches/:branch`. */
+  async function branchJson(p: GitLabProject, actor: Actor, name: string, sha: string) {
+    return {
+      name,
+      commit: await commitJson(base, p, sha),
+      merged: false,
+      protected: name === p.defaultBranch,
+      default: name === p.defaultBranch,
+      developers_can_push: false,
+      developers_can_merge: false,
+      can_push:
+        accessLevel(p, actor.user) >= (name === p.defaultBranch ? Access.maintainer : Access.developer),
+      web_url: `${base}/${pathWithNamespace(p)}/-/tree/${name}`,
+    }
+  }
+
+  /**
+   * `GET /projects/:id/repository/branches`: by name; `search` matches anywhere, `^term` at the
+   * start, `term$` at the end (case-insensitively, as GitLab's BranchesFinder); offset pagination.
+   */
+  async function listBranches(req: http.IncomingMessage, p: GitLabProject, actor: Actor): Promise<Reply> {
+    const query = new URL(req.url ?? '/', 'http://x').searchParams
+    const out = await git(p.repoDir, [
+      'for-each-ref',
+      '--format=%(refname:strip=2) %(objectname)',
+      'refs/heads',
+    ])
+    let refs = (out ?? '')
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => {
+        const space = line.lastIndexOf(' ')
+        return { name: line.slice(0, space), sha: line.slice(space + 1) }
+      })
+      .sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0))
+    const search = query.get('search')
+    if (search) {
+      const term = search.replace(/^\^/, '').replace(/\$$/, '').toLowerCase()
+      refs = refs.filter(({ name }) => {
+        const lower = name.toLowerCase()
+        if (search.startsWith('^')) return lower.startsWith(term)
+        if (search.endsWith('$')) return lower.endsWith(term)
+        return lower.includes(term)
+      })
+    }
+    const perPage = Math.min(Math.max(Number.parseInt(query.get('per_page') ?? '', 10) || 20, 1), 100)
+    const page = Math.max(Number.parseInt(query.get('page') ?? '', 10) || 1, 1)
+    const totalPages = Math.max(Math.ceil(refs.length / perPage), 1)
+    const slice = refs.slice((page - 1) * perPage, page * perPage)
+    return {
+      status: 200,
+      body: await Promise.all(slice.map(({ name, sha }) => branchJson(p, actor, name, sha))),
+      headers: {
+        'x-page': String(page),
+        'x-per-page': String(perPage),
+        'x-total': String(refs.length),
+        'x-total-pages': String(totalPages),
+        'x-next-page': page < totalPages ? String(page + 1) : '',
+        'x-prev-page': page > 1 ? String(page - 1) : '',
+      },
+    }
+  }
+
+  /**
+   * `DELETE /projects/:id/repository/branches/:branch`: a token with `api` and Developer access
+   * (`authorize_push_project`); never the default branch (400); the branch must exist (404).
+   */
+  async function deleteRoute(seg: string[], actor: Actor): Promise<Reply> {
+    const [a, b, c, d, e] = seg
+    if (a !== 'projects' || !b || c !== 'repository' || d !== 'branches' || !e || seg.length !== 5) {
+      throw routeMiss()
+    }
+    if (!actor.user) throw unauthorized()
+    requireScope(actor, 'api')
+    const p = visibleProject(b, actor)
+    if (accessLevel(p, actor.user) < Access.developer) throw forbidden()
+    if (e.startsWith('-') || !(await resolveCommit(p, `refs/heads/${e}`))) throw notFound('Branch')
+    if (e === p.defaultBranch) {
+      throw new HttpError(400, { message: 'The default branch of a project cannot be deleted.' })
+    }
+    if ((await git(p.repoDir, ['update-ref', '-d', `refs/heads/${e}`])) === undefined) {
+      throw new HttpError(500, { message: '500 Internal Server Error' })
+    }
+    return { status: 204 }
+  }
+
+  /**
+   * `GET /personal_access_tokens/self`: the scopes of the personal access token sent. The
+   * users' own tokens are personal access tokens here; tokens issued through OAuth are not (404).
+   */
+  function selfToken(req: http.IncomingMessage): Reply {
+    const token = tokenFromRequest(req, new URL(req.url ?? '/', 'http://x').searchParams)
+    const check = token === undefined ? undefined : checkToken(world, token)
+    if (!check?.ok) throw unauthorized()
+    if (check.oauth) throw routeMiss()
+    return {
+      status: 200,
+      body: {
+        id: check.user.id,
+        name: 'stand-in token',
+        revoked: false,
+        created_at: FIXED_DATE,
+        scopes: check.scopes,
+        user_id: check.user.id,
+        last_used_at: FIXED_DATE,
+        active: true,
+        expires_at: null,
+      },
+    }
+  }
+
   /** Git smart HTTP through git-http-backend, with GitLab-like access control. */
   async function gitRoute(
     req: http.IncomingMessage,
@@ -515,21 +693,30 @@ export async function startGitLab(world: GitLabWorld): Promise<GitLabStandIn> {
     const project = decodedRepo ? findProject(world, decodedRepo.slice(0, -4)) : undefined
     const rest = match?.[2] ?? ''
     if (!project) return send(res, 404, { message: 'The project you were looking for could not be found.' })
-    if (rest === '/git-receive-pack' || new URLSearchParams(query).get('service') === 'git-receive-pack') {
-      return send(res, 403, { message: 'You are not allowed to push code to this project.' })
-    }
-    const creds = basicCredentials(req)
-    let user: GitLabUser | null = null
-    if (creds) {
-      user = findUserByToken(world, creds.password) ?? null
-      if (!user || world.revokedTokens?.includes(creds.password)) {
-        return send(res, 401, 'HTTP Basic: Access denied', { 'www-authenticate': 'Basic realm="GitLab"' })
-      }
-    }
+    const denied = () =>
+      send(res, 401, 'HTTP Basic: Access denied', { 'www-authenticate': 'Basic realm="GitLab"' })
+    const check = gitUser(world, req)
+    if (check && !check.ok) return denied()
+    const user = check?.ok ? check.user : null
+    const scopes = check?.ok ? check.scopes : []
     if (!canReadCode(project, user)) {
-      if (!user)
-        return send(res, 401, 'HTTP Basic: Access denied', { 'www-authenticate': 'Basic realm="GitLab"' })
+      if (!user) return denied()
       return send(res, 404, 'The project you were looking for could not be found.')
+    }
+    const push =
+      rest === '/git-receive-pack' || new URLSearchParams(query).get('service') === 'git-receive-pack'
+    if (push) {
+      // Pushing needs a token (git asks for one after this 401), `write_repository` or `api`,
+      // and Developer access (creating and deleting unprotected branches).
+      if (!user) return denied()
+      if (
+        !scopes.some((s) => s === 'api' || s === 'write_repository') ||
+        accessLevel(project, user) < Access.developer
+      ) {
+        return send(res, 403, 'You are not allowed to push code to this project.')
+      }
+    } else if (user && !scopes.some((s) => ['api', 'read_repository', 'write_repository'].includes(s))) {
+      return send(res, 403, 'You are not allowed to download code from this project.')
     }
     const env: NodeJS.ProcessEnv = {
       PATH: process.env.PATH,
@@ -579,12 +766,121 @@ export async function startGitLab(world: GitLabWorld): Promise<GitLabStandIn> {
     res.end(body)
   }
 
+  /**
+   * Doorkeeper's token endpoint (refresh grant only) and token info, as GitLab serves them.
+   * A used refresh token is dead, and so is the access token issued with it.
+   */
+  async function oauthRoute(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    rawPath: string,
+    query: string,
+  ) {
+    const oauthError = (status: number, error: string, description: string) =>
+      send(res, status, { error, error_description: description })
+    if (rawPath === '/oauth/token/info' && req.method === 'GET') {
+      const token = tokenFromRequest(req, new URLSearchParams(query))
+      const check = token === undefined ? undefined : checkToken(world, token)
+      if (!check?.ok) {
+        return oauthError(
+          401,
+          'invalid_token',
+          check?.why === 'expired' ? 'The access token expired' : 'The access token is invalid',
+        )
+      }
+      const oauth = check.oauth
+      return send(res, 200, {
+        resource_owner_id: check.user.id,
+        scope: check.scopes,
+        expires_in: oauth ? oauth.createdAt + oauth.expiresIn - nowSeconds() : null,
+        application: { uid: oauth?.applicationUid ?? world.oauthApplications?.[0]?.uid ?? null },
+        created_at: oauth?.createdAt ?? Math.floor(Date.parse(FIXED_DATE) / 1000),
+      })
+    }
+    if (rawPath !== '/oauth/token' || req.method !== 'POST') throw routeMiss()
+    const chunks: Buffer[] = []
+    for await (const chunk of req) chunks.push(chunk as Buffer)
+    const text = Buffer.concat(chunks).toString('utf8')
+    let params: URLSearchParams
+    if (/json/i.test(req.headers['content-type'] ?? '')) {
+      try {
+        params = new URLSearchParams(JSON.parse(text) as Record<string, string>)
+      } catch {
+        return oauthError(400, 'invalid_request', 'The request is missing a required parameter.')
+      }
+    } else {
+      params = new URLSearchParams(text)
+    }
+    const basic = basicCredentials(req)
+    const clientId = params.get('client_id') ?? basic?.username
+    const clientSecret = params.get('client_secret') ?? basic?.password
+    const app = world.oauthApplications?.find((a) => a.uid === clientId && a.secret === clientSecret)
+    if (!app) {
+      return oauthError(
+        401,
+        'invalid_client',
+        'Client authentication failed due to unknown client, no client authentication included, or unsupported authentication method.',
+      )
+    }
+    if (params.get('grant_type') !== 'refresh_token') {
+      return oauthError(
+        400,
+        'unsupported_grant_type',
+        'The authorization grant type is not supported by the authorization server.',
+      )
+    }
+    const refreshToken = params.get('refresh_token')
+    if (!refreshToken) return oauthError(400, 'invalid_request', 'Missing required parameter: refresh_token.')
+    const old = world.oauthTokens?.find((o) => o.refreshToken === refreshToken)
+    if (!old || old.revoked || old.applicationUid !== app.uid) {
+      return oauthError(
+        400,
+        'invalid_grant',
+        'The provided authorization grant is invalid, expired, revoked, does not match the redirection URI used in the authorization request, or was issued to another client.',
+      )
+    }
+    old.revoked = true
+    const fresh = issue(old.username, { scopes: old.scopes, applicationUid: app.uid })
+    return send(res, 200, {
+      access_token: fresh.accessToken,
+      token_type: 'Bearer',
+      expires_in: fresh.expiresIn,
+      refresh_token: fresh.refreshToken,
+      scope: fresh.scopes.join(' '),
+      created_at: fresh.createdAt,
+    })
+  }
+
+  function issue(
+    username: string,
+    options: { scopes?: string[]; expiresIn?: number; applicationUid?: string } = {},
+  ): GitLabOAuthToken {
+    const token: GitLabOAuthToken = {
+      accessToken: randomBytes(32).toString('hex'),
+      refreshToken: randomBytes(32).toString('hex'),
+      username,
+      scopes: options.scopes ?? ['api'],
+      applicationUid: options.applicationUid ?? world.oauthApplications?.[0]?.uid ?? '',
+      createdAt: nowSeconds(),
+      expiresIn: options.expiresIn ?? 7200,
+    }
+    world.oauthTokens ??= []
+    world.oauthTokens.push(token)
+    return token
+  }
+
   function send(
     res: http.ServerResponse,
     status: number,
     body: unknown,
     headers: Record<string, string> = {},
   ) {
+    if (body === undefined) {
+      // 204 No Content
+      res.writeHead(status, headers)
+      res.end()
+      return
+    }
     const text = typeof body === 'string' ? body : JSON.stringify(body)
     res.writeHead(status, {
       'content-type': typeof body === 'string' ? 'text/plain; charset=utf-8' : 'application/json',
@@ -639,6 +935,9 @@ export async function startGitLab(world: GitLabWorld): Promise<GitLabStandIn> {
       }
       if (rawPath === '/jwt/auth') return registryAuth(req, res, new URLSearchParams(query))
       if (rawPath === '/-/health') return send(res, 200, 'GitLab OK')
+      if (rawPath === '/oauth/token' || rawPath === '/oauth/token/info') {
+        return await oauthRoute(req, res, rawPath, query)
+      }
       if (/^\/.+\.git\//.test(rawPath)) return await gitRoute(req, res, rawPath, query)
       throw routeMiss()
     } catch (err) {
@@ -649,20 +948,17 @@ export async function startGitLab(world: GitLabWorld): Promise<GitLabStandIn> {
 
   /** GitLab's registry token endpoint: grants `pull` on what the (possibly anonymous) user may read. */
   function registryAuth(req: http.IncomingMessage, res: http.ServerResponse, params: URLSearchParams) {
-    const creds = basicCredentials(req)
-    let user: GitLabUser | null = null
-    if (creds) {
-      user = findUserByToken(world, creds.password) ?? null
-      if (!user || world.revokedTokens?.includes(creds.password)) {
-        return send(res, 401, {
-          errors: [
-            {
-              code: 'UNAUTHORIZED',
-              message: 'HTTP Basic: Access denied. The provided password or token is incorrect.',
-            },
-          ],
-        })
-      }
+    const check = gitUser(world, req)
+    const user = check?.ok ? check.user : null
+    if (check && !check.ok) {
+      return send(res, 401, {
+        errors: [
+          {
+            code: 'UNAUTHORIZED',
+            message: 'HTTP Basic: Access denied. The provided password or token is incorrect.',
+          },
+        ],
+      })
     }
     const granted = new Set<string>()
     for (const scope of params.getAll('scope')) {
@@ -786,6 +1082,11 @@ export async function startGitLab(world: GitLabWorld): Promise<GitLabStandIn> {
     registryHost,
     requests,
     faults,
+    issueToken: issue,
+    expireToken(token) {
+      world.expiredTokens ??= []
+      world.expiredTokens.push(token)
+    },
     async close() {
       await Promise.all([closeServer(api), closeServer(registry)])
     },

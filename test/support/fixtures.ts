@@ -9,7 +9,13 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
-import { Access, type GitLabProject, type GitLabUser, type GitLabWorld } from '../stand-ins/gitlab.js'
+import {
+  Access,
+  type GitLabOAuthApplication,
+  type GitLabProject,
+  type GitLabUser,
+  type GitLabWorld,
+} from '../stand-ins/gitlab.js'
 
 const execFileAsync = promisify(execFile)
 
@@ -42,6 +48,9 @@ export interface World extends GitLabWorld {
   /** A token GitLab has revoked (401 `invalid_token`), belonging to nobody. */
   revokedToken: string
   revokedTokens: string[]
+  /** The OAuth application the hub logs users in with (it refreshes their tokens). */
+  oauthApplication: GitLabOAuthApplication
+  oauthApplications: GitLabOAuthApplication[]
 }
 
 const gitEnv = (date: string): NodeJS.ProcessEnv => ({
@@ -224,6 +233,10 @@ export async function createWorld(dir: string): Promise<World> {
   }
 
   const revokedToken = token()
+  const oauthApplication = {
+    uid: randomBytes(16).toString('hex'),
+    secret: `gloas-${randomBytes(16).toString('hex')}`,
+  }
   return {
     dir,
     users,
@@ -235,5 +248,7 @@ export async function createWorld(dir: string): Promise<World> {
     ],
     revokedToken,
     revokedTokens: [revokedToken],
+    oauthApplication,
+    oauthApplications: [oauthApplication],
   }
 }
