@@ -115,6 +115,7 @@ const autosaveRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       )
     }
     if (!(await gitlab.deleteBranch(token, found, name))) throw noSuchAutosave(name)
+    fastify.metrics.countAutosave('deleted')
   }
 
   const callerName = (request: FastifyRequest) => request.user?.name as string

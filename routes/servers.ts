@@ -86,6 +86,8 @@ const serversRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       }
       const { status, server } = result
       fastify.metrics.countLaunch(status === 201 ? 'created' : status === 202 ? 'accepted' : 'existing')
+      // A server that started anew with an autosave in its options restores it as it clones.
+      if (status !== 200 && server.annotations['renku.io/autosave']) fastify.metrics.countAutosave('restored')
       request.log.info({ user, server: server.name, status }, 'launch')
       return reply.code(status).send(server)
     },

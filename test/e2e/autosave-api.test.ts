@@ -186,6 +186,11 @@ t.test('DELETE <namespace>/<project>/autosave/<name>', async (t) => {
   t.equal(rawSlashes.status, 204, 'a name with raw slashes')
   const nestedRaw = await developer('DELETE', `science/lab/public-notebook/autosave/${nested}`)
   t.equal(nestedRaw.status, 204, 'a namespace and a name with raw slashes')
+  t.match(
+    await (await fetch(stack.metricsUrl as string)).text(),
+    /^renku_notebooks_autosaves_total\{outcome="deleted"\} [1-9]/m,
+    'the metrics count deletions',
+  )
   t.same(await autosaveBranches(demo), [guestsSave, othersSave, newest].sort(), 'exactly those two are gone')
   t.same(await autosaveBranches(notebook), [])
 
@@ -307,6 +312,11 @@ t.test('a launch that starts a server restores the newest autosave of its branch
   t.equal(started.body.annotations['renku.io/autosave'], newest, 'the server object names it')
   const options = await hub.spawnedOptions('developer', name)
   t.equal(options?.autosave, newest, 'the user options carry the newest of that launch')
+  t.match(
+    await (await fetch(stack.metricsUrl as string)).text(),
+    /^renku_notebooks_autosaves_total\{outcome="restored"\} 1$/m,
+    'the metrics count the restore',
+  )
 
   const running = await eventually(
     async () => {
