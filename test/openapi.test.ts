@@ -72,6 +72,7 @@ t.test('the OpenAPI document', async (t) => {
       'stopServer',
       'getServerOptions',
       'getServerLogs',
+      'watchServerProgress',
       'getUser',
       'login',
       'oauthCallback',
@@ -82,6 +83,22 @@ t.test('the OpenAPI document', async (t) => {
     ]) {
       t.ok(ids.includes(id), id)
     }
+  })
+
+  await t.test('the progress stream is documented as text/event-stream of ProgressEvent', async (t) => {
+    const op = doc.paths['/servers/{server_name}/progress']?.get
+    t.equal(
+      op?.responses['200']?.content?.['text/event-stream']?.schema?.$ref,
+      '#/components/schemas/ProgressEvent',
+    )
+    t.match(doc.components.schemas.ProgressEvent, {
+      type: 'object',
+      required: ['step', 'progress', 'message'],
+    })
+    t.ok(
+      op?.parameters?.some((p) => p.in === 'header' && p.name === 'last-event-id'),
+      'Last-Event-ID',
+    )
   })
 
   await t.test('every operation has an operationId, a summary and tags', async (t) => {
