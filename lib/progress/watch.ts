@@ -62,6 +62,9 @@ export class LaunchWatch {
   private readonly listeners = new Set<(event: SentEvent) => void>()
   private readonly controller = new AbortController()
   private waiting?: PodWaiting
+  /** Settles after the first look at the pod, which may explain the wait better than the hub. */
+  private readonly firstPodLook: Promise<void>
+  private podLooked: () => void = () => {}
 
   constructor(
     private readonly options: LaunchWatchesOptions,
@@ -70,6 +73,11 @@ export class LaunchWatch {
     private readonly onEnd: () => void,
   ) {
     this.startKey = startKeyOf(server.started)
+    this.firstPodLook = options.pods
+      ? new Promise((resolve) => {
+          this.podLooked = resolve
+        })
+      : Promise.resolve()
     void this.followHub()
     if (options.pods) void this.followPod(options.pods)
   }
@@ -98,6 +106,7 @@ export class LaunchWatch {
   private stop(): void {
     if (this.controller.signal.aborted) return
     this.controller.abort()
+    this.podLooked()
     this.onEnd()
   }
 
@@ -131,6 +140,7 @@ export class LaunchWatch {
       try {
         const events = hubProgressEvents({ ...hub, user: this.user, server: this.server.name, signal })
         for await (const event of events) {
+          await this.firstPodLook
           if (event.ready) return this.ready()
           if (event.failed) return this.fail(failureCause(event.message, this.waiting))
           const mapped = stepOfHubMessage(event)
@@ -192,6 +202,7 @@ export class LaunchWatch {
           'pod progress unavailable',
         )
       }
+      this.podLooked()
       await sleep(this.options.podPollMs ?? 1000, signal)
     }
   }

@@ -173,6 +173,7 @@ t.test("the progress stream follows the pod's launch, then the hub's ready", asy
     kube.setEvents(events)
   }
   stage('unschedulable')
+  await statusOnce(watched, (server) => server.status.step === 'PodScheduled')
   let seen: SseEvent[] = []
   const stream = readEvents(`${stack.serviceUrl}servers/${watched}/progress`, {
     headers: { authorization: `token ${users.developer.token}` },
@@ -203,7 +204,7 @@ t.test("the progress stream follows the pod's launch, then the hub's ready", asy
   t.same(
     events.map((event) => event.data.message),
     [
-      'JupyterHub accepted the start of the server.',
+      'JupyterHub accepted the start. The cluster does not have enough free CPU and GPUs for the server right now; it starts as soon as a node has room (0/3 nodes are available: 1 Insufficient cpu, 3 Insufficient nvidia.com/gpu).',
       'The server was given a node to run on (worker-2).',
       'The image renku/git-clone:0.8.2 is being pulled.',
       'The repository is being cloned.',
@@ -240,6 +241,51 @@ t.test('the progress stream ends with the cause when the image cannot be pulled'
     stream.events.map((event) => event.data.step),
     ['requested', 'scheduled', 'pulling', 'cloning', 'failed'],
   )
+})
+
+t.test('100 watchers of one start: one pod look-up a second, none once they leave', async (t) => {
+  const crowded = 'crowded-launch'
+  stack.hub.admin('POST', `/users/developer/servers/${crowded}`, { jhub_test_delay: 60 }).catch(() => {})
+  await eventually(async () =>
+    (await developer('GET', `servers/${crowded}`)).status === 200 ? true : undefined,
+  )
+  const { pod, events } = launchStage('cloning', 'developer', crowded)
+  kube.setPods([pod])
+  kube.setEvents(events)
+  const watches = kube.openWatches()
+  const leave = new AbortController()
+  const seen: SseEvent[][] = Array.from({ length: 100 }, () => [])
+  const streams = seen.map((_, i) =>
+    readEvents(`${stack.serviceUrl}servers/${crowded}/progress`, {
+      headers: { authorization: `token ${users.developer.token}` },
+      signal: leave.signal,
+      until: (got) => {
+        seen[i] = got
+        return false
+      },
+    }),
+  )
+  await eventually(
+    async () => (seen.every((got) => got.some((e) => e.data.step === 'cloning')) ? true : undefined),
+    20_000,
+    'every watcher to see cloning',
+  )
+  const eventLists = () => kube.requests.filter((r) => r.path.endsWith('/events')).length
+  const from = eventLists()
+  await new Promise((resolve) => setTimeout(resolve, 3000))
+  const perSecond = (eventLists() - from) / 3
+  t.ok(perSecond <= 1.5, `about one event list a second for 100 watchers (${perSecond.toFixed(1)})`)
+  t.comment(
+    `fan-out with Kubernetes: 100 watchers, ${perSecond.toFixed(1)} event lists/s, pods from the copy`,
+  )
+  t.equal(kube.openWatches(), watches, 'no watch of its own: the pod copy is shared')
+
+  leave.abort()
+  await Promise.all(streams)
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  const afterLeaving = eventLists()
+  await new Promise((resolve) => setTimeout(resolve, 2000))
+  t.equal(eventLists(), afterLeaving, 'once they left, no more look-ups')
 })
 
 t.test('a server the hub cannot stop yet: 409, or with force=true its pod is deleted', async (t) => {

@@ -25,11 +25,15 @@ export interface SseOptions {
   /** Stop reading (and close the connection) once this returns true. */
   until?: (events: SseEvent[], comments: string[]) => boolean
   timeoutMs?: number
+  /** Closes the connection when aborted; the events read so far are returned. */
+  signal?: AbortSignal
 }
 
 /** Reads an event stream until it ends, `until` says so, or the time is up (which throws). */
 export async function readEvents(url: string, options: SseOptions = {}): Promise<SseResult> {
   const controller = new AbortController()
+  const leave = () => controller.abort()
+  options.signal?.addEventListener('abort', leave, { once: true })
   const timer = setTimeout(
     () => controller.abort(new Error(`no end of ${url} in time`)),
     options.timeoutMs ?? 60_000,
@@ -58,7 +62,14 @@ export async function readEvents(url: string, options: SseOptions = {}): Promise
     let buffered = ''
     let current: Partial<SseEvent> & { data?: string } = {}
     for (;;) {
-      const { done, value } = await reader.read()
+      let chunk: Awaited<ReturnType<typeof reader.read>>
+      try {
+        chunk = await reader.read()
+      } catch (err) {
+        if (options.signal?.aborted) return result
+        throw err
+      }
+      const { done, value } = chunk
       if (done) {
         result.ended = true
         return result
@@ -91,5 +102,6 @@ export async function readEvents(url: string, options: SseOptions = {}): Promise
     }
   } finally {
     clearTimeout(timer)
+    options.signal?.removeEventListener('abort', leave)
   }
 }
