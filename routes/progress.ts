@@ -2,7 +2,14 @@ import type { ServerResponse } from 'node:http'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { ApiError } from '../lib/errors.js'
-import { eventId, progressEvent, resumeAfter, startKeyOf, stepIndex } from '../lib/progress/steps.js'
+import {
+  eventId,
+  parseEventId,
+  progressEvent,
+  resumeAfter,
+  startKeyOf,
+  stepIndex,
+} from '../lib/progress/steps.js'
 import { LaunchWatches, type SentEvent } from '../lib/progress/watch.js'
 import { errors, upstreamErrors, userSecurity } from '../schemas/common.js'
 import { ProgressEventSchema, ProgressHeadersSchema } from '../schemas/progress.js'
@@ -77,9 +84,12 @@ const progressRoutes: FastifyPluginAsyncTypebox<ProgressOptions> = async (fastif
       const server = await fastify.servers.get(user, name)
       if (!server) throw new ApiError(404, 'SERVER_NOT_FOUND', `You have no server named ${name}.`)
       const startKey = startKeyOf(server.started)
-      const after = resumeAfter(request.headers['last-event-id'], startKey) ?? -1
-      // A browser's EventSource reconnects after every end, but not after a 204.
-      if (after >= stepIndex('ready') && after <= LAST_STEP) return reply.code(204).send()
+      const lastEventId = request.headers['last-event-id']
+      const after = resumeAfter(lastEventId, startKey) ?? -1
+      // A browser's EventSource reconnects after every end, but not after a 204. The hub
+      // forgets a failed start's time when it stops it, so its `failed` id is recognised by step.
+      const seenFailure = parseEventId(lastEventId)?.index === LAST_STEP && server.status.state === 'failed'
+      if (after >= stepIndex('ready') || seenFailure) return reply.code(204).send()
 
       reply.hijack()
       const raw = reply.raw

@@ -41,12 +41,18 @@ export function eventId(startKey: number, step: ProgressStep): string {
   return `${startKey}-${stepIndex(step)}`
 }
 
+/** The start and step number of an event id; undefined for anything else. */
+export function parseEventId(id: string | undefined): { startKey: number; index: number } | undefined {
+  const match = /^(\d+)-(\d)$/.exec(id?.trim() ?? '')
+  if (!match) return undefined
+  const index = Number(match[2])
+  return index < PROGRESS_STEPS.length ? { startKey: Number(match[1]), index } : undefined
+}
+
 /** The step number of a Last-Event-ID of the same start; undefined for anything else. */
 export function resumeAfter(lastEventId: string | undefined, startKey: number): number | undefined {
-  const match = /^(\d+)-(\d)$/.exec(lastEventId?.trim() ?? '')
-  if (!match || Number(match[1]) !== startKey) return undefined
-  const index = Number(match[2])
-  return index < PROGRESS_STEPS.length ? index : undefined
+  const parsed = parseEventId(lastEventId)
+  return parsed?.startKey === startKey ? parsed.index : undefined
 }
 
 /** The start key of a server: its start time in epoch milliseconds, 0 when the hub has none. */

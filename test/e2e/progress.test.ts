@@ -154,6 +154,12 @@ t.test('a start that fails: the last event says why', async (t) => {
   const once = await readEvents(progressOf(replicaUrl, 'slow-broken'), { headers: token })
   t.same(steps(once.events), ['failed'], 'a failed server: one failed event')
   t.match(once.events[0]?.data.message, /^The repository could not be cloned/)
+  for (const seen of [stream.events.at(-1)?.id, once.events[0]?.id]) {
+    const reconnect = await readEvents(progressOf(replicaUrl, 'slow-broken'), {
+      headers: { ...token, 'last-event-id': String(seen) },
+    })
+    t.equal(reconnect.status, 204, `reconnecting after the failed event (${seen}): nothing more`)
+  }
 })
 
 t.test("access: token or nothing, only the caller's servers, valid names", async (t) => {
