@@ -49,6 +49,8 @@ const progressRoutes: FastifyPluginAsyncTypebox<ProgressOptions> = async (fastif
     '/servers/:server_name/progress',
     {
       onRequest: fastify.authenticate,
+      // A HEAD would open a stream with no body to send.
+      exposeHeadRoute: false,
       schema: {
         operationId: 'watchServerProgress',
         summary: "Follow a server's start as Server-Sent Events",
