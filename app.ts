@@ -21,16 +21,20 @@ import authRoutes from './routes/auth.js'
 import autosaveRoutes from './routes/autosave.js'
 import healthRoutes from './routes/health.js'
 import logsRoutes from './routes/logs.js'
+import progressRoutes, { type ProgressOptions } from './routes/progress.js'
 import serverOptionsRoutes from './routes/server-options.js'
 import serversRoutes from './routes/servers.js'
 import userRoutes from './routes/user.js'
 import { AutosaveListSchema, AutosaveSchema } from './schemas/autosave.js'
 import { ErrorSchema } from './schemas/common.js'
+import { ProgressEventSchema } from './schemas/progress.js'
 import { ServerOptionSchema, ServerOptionsSchema } from './schemas/server-options.js'
 import { ServerListSchema, ServerSchema } from './schemas/servers.js'
 
 export interface AppOptions {
   hubAuth?: HubAuthOptions
+  /** The progress stream's keep-alive and pod polling intervals (tests shorten them). */
+  progress?: ProgressOptions
   /** Extra Fastify options, e.g. a logger for tests. */
   fastify?: FastifyServerOptions
 }
@@ -146,6 +150,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     ServerListSchema,
     AutosaveSchema,
     AutosaveListSchema,
+    ProgressEventSchema,
   ]) {
     bodyAjv.addSchema(schema)
     textAjv.addSchema(schema)
@@ -194,6 +199,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   await app.register(healthRoutes, { prefix })
   await app.register(serversRoutes, { prefix })
   await app.register(logsRoutes, { prefix })
+  await app.register(progressRoutes, { prefix, ...options.progress })
   await app.register(serverOptionsRoutes, { prefix })
   await app.register(userRoutes, { prefix })
   await app.register(authRoutes, { prefix })

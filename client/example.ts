@@ -1,7 +1,8 @@
 /**
  * A small program using the service through its generated types and `openapi-fetch`: launch a
- * notebook server for a project at a commit, wait until it is ready, list the servers, read
- * its logs, stop it, and list the work of stopped servers saved for the project.
+ * notebook server for a project at a commit, follow its start on the progress stream until it
+ * is ready, list the servers, read its logs, stop it, and list the work of stopped servers
+ * saved for the project.
  *
  *   NOTEBOOKS_URL=https://hub.example.com/services/notebooks JUPYTERHUB_TOKEN=… \
  *     npx tsx client/example.ts <namespace> <project> <commit_sha>
@@ -12,6 +13,8 @@ import type { components, paths } from './generated/openapi.js'
 
 type Server = components['schemas']['Server']
 type ApiError = components['schemas']['Error']
+type ProgressEvent = components['schemas']['ProgressEvent']
+type Client = ReturnType<typeof createClient<paths>>
 
 export interface ExampleOptions {
   /** The service, e.g. `https://hub.example.com/services/notebooks` (its prefix, no trailing slash needed). */
@@ -40,6 +43,47 @@ function failure(what: string, status: number, error: ApiError | undefined): Err
   return new Error(`${what}: ${status} ${error?.code ?? ''} ${error?.messages.error ?? ''}`.trim())
 }
 
+/**
+ * Reads `GET servers/{name}/progress` (Server-Sent Events) until its last event. A browser would
+ * use `new EventSource(url, { withCredentials: true })` with the login cookie instead.
+ */
+export async function followProgress(
+  client: Client,
+  name: string,
+  timeoutMs: number,
+  onEvent: (event: ProgressEvent) => void,
+): Promise<ProgressEvent[]> {
+  const { data, error, response } = await client.GET('/servers/{server_name}/progress', {
+    params: { path: { server_name: name } },
+    parseAs: 'stream',
+    signal: AbortSignal.timeout(timeoutMs),
+  })
+  if (!data) throw failure('progress', response.status, error)
+  const events: ProgressEvent[] = []
+  const decoder = new TextDecoder()
+  let buffered = ''
+  for await (const chunk of data as unknown as AsyncIterable<Uint8Array>) {
+    buffered += decoder.decode(chunk, { stream: true })
+    // Events end with a blank line; `data:` holds the JSON, lines starting with `:` keep the stream alive.
+    let end = buffered.indexOf('\n\n')
+    while (end >= 0) {
+      const data = buffered
+        .slice(0, end)
+        .split('\n')
+        .filter((line) => line.startsWith('data: '))
+        .map((line) => line.slice(6))
+        .join('\n')
+      buffered = buffered.slice(end + 2)
+      end = buffered.indexOf('\n\n')
+      if (!data) continue
+      const event = JSON.parse(data) as ProgressEvent
+      events.push(event)
+      onEvent(event)
+    }
+  }
+  return events
+}
+
 export async function runExample(options: ExampleOptions): Promise<ExampleResult> {
   const log = options.log ?? console.log
   const client = createClient<paths>({
@@ -54,16 +98,15 @@ export async function runExample(options: ExampleOptions): Promise<ExampleResult
   const name = launched.data.name
   log(`launch: ${launched.response.status} ${name} (${launched.data.status.state})`)
 
-  let server: Server = launched.data
-  const deadline = Date.now() + (options.timeoutMs ?? 120_000)
-  while (!server.status.ready) {
-    if (server.status.state === 'failed') throw new Error(`${name} failed: ${server.status.message ?? ''}`)
-    if (Date.now() > deadline) throw new Error(`${name} was not ready in time`)
-    await new Promise((resolve) => setTimeout(resolve, 500))
-    const polled = await client.GET('/servers/{server_name}', { params: { path: { server_name: name } } })
-    if (!polled.data) throw failure('poll', polled.response.status, polled.error)
-    server = polled.data
-  }
+  // Follow the start as it happens: the progress stream's events until `ready` or `failed`.
+  const events = await followProgress(client, name, options.timeoutMs ?? 120_000, (event) =>
+    log(`progress: ${event.step} (${event.progress}%) ${event.message}`),
+  )
+  const last = events.at(-1)
+  if (last?.step !== 'ready') throw new Error(`${name} failed: ${last?.message ?? 'the stream ended early'}`)
+  const got = await client.GET('/servers/{server_name}', { params: { path: { server_name: name } } })
+  if (!got.data) throw failure('get', got.response.status, got.error)
+  const server: Server = got.data
   log(`ready: ${server.url}`)
 
   const list = await client.GET('/servers', { params: { query: { project: options.project } } })

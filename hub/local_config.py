@@ -311,6 +311,7 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
         user = _safe(self.user.name)
         server = _safe(self.name)
         self._append_log(f"[{_now()}] starting {self.user.name}/{self.name}")
+        self._launch_reset()  # progress(): this start's steps
 
         with open(os.path.join(SPAWNED_DIR, f"{user}--{server}.json"), "w") as f:
             json.dump(opts, f, indent=2, sort_keys=True)
@@ -324,6 +325,7 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
         if opts.get("repository"):
             target = os.path.join(work, _safe(opts.get("project") or "project"))
             auth_state = await self.user.get_auth_state() or {}
+            self._report_clone(opts)  # progress(): the `cloning` step
             await self._clone(opts, target, auth_state.get("access_token"))
         else:
             target = work
@@ -343,6 +345,7 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
         # The spawner object is reused when the same server starts again: reset the command.
         self.cmd = ["/bin/sh", "-c", "exit 3"] if opts.get("jhub_test_fail") == "exit" else SINGLEUSER_CMD
 
+        self._report(80, "Starting the notebook server")  # progress(): the `starting` step
         # The server's output goes to the per-server log file.
         log = open(self._log_path(), "ab")
         try:
@@ -350,6 +353,51 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
             return await super().start()
         finally:
             log.close()
+
+    # --- progress: the steps of a start for the hub's progress stream (Spawner.progress) --------
+    # The service maps these messages to its steps (lib/progress/steps.ts `stepOfHubMessage`).
+
+    def _launch_waker(self):
+        if getattr(self, "_launch_changed", None) is None:
+            self._launch_changed = asyncio.Event()
+        return self._launch_changed
+
+    def _wake_progress(self):
+        # Wakes every open progress() at once; later waits use a fresh event.
+        waker = self._launch_waker()
+        self._launch_changed = asyncio.Event()
+        waker.set()
+
+    def _launch_reset(self):
+        self._launch_events = []
+        self._wake_progress()
+
+    def _report(self, progress, message):
+        if getattr(self, "_launch_events", None) is None:
+            self._launch_events = []
+        self._launch_events.append({"progress": progress, "message": message})
+        self._wake_progress()
+
+    def _report_clone(self, opts):
+        autosave = opts.get("autosave")
+        if autosave:
+            self._report(60, f"Restoring autosave {autosave} into a fresh clone of the repository")
+        else:
+            sha = str(opts.get("commit_sha") or "")[:7]
+            self._report(60, f"Cloning the repository {opts.get('repository')} at {sha}")
+
+    async def progress(self):
+        """Every step of this start so far, then each new one until the hub stops asking (it
+        stops when the start ends). Each progress stream replays from the first step."""
+        sent = 0
+        while True:
+            waker = self._launch_waker()
+            events = getattr(self, "_launch_events", None) or []
+            sent = min(sent, len(events))  # a new start began meanwhile
+            while sent < len(events):
+                yield events[sent]
+                sent += 1
+            await waker.wait()
 
     def get_env(self):
         env = super().get_env()

@@ -1,3 +1,5 @@
+import type { PodWaiting, ProgressStep, StepDetail } from './progress/steps.js'
+
 /**
  * What the service needs to know about a notebook server's pod, independent of
  * where it comes from (the Kubernetes API in production).
@@ -50,4 +52,19 @@ export interface LogSource {
   readonly upstream: string
   /** Log lines, oldest first. */
   readLogs(request: LogRequest): Promise<string[]>
+}
+
+/** The launch steps a server's pod has reached (SPEC section 10), oldest first. */
+export interface PodLaunch {
+  reached: { step: ProgressStep; detail: StepDetail }[]
+  ready: boolean
+  /** Why the pod cannot start, in words (image pull failure, crash loop, failed clone). */
+  failure?: string
+  /** What the pod waits for, kept to explain a later time-out. */
+  waiting?: PodWaiting
+}
+
+export interface PodLaunchSource {
+  /** The launch of a server's pod, or undefined while it has none. */
+  podLaunch(username: string, server: ServerRef & { autosave?: string }): Promise<PodLaunch | undefined>
 }

@@ -1,10 +1,10 @@
 import fp from 'fastify-plugin'
-import type { LogSource, PodInspector } from '../lib/pods.js'
+import type { LogSource, PodInspector, PodLaunchSource } from '../lib/pods.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     /** Pod status and logs from the Kubernetes API; null when Kubernetes is not configured. */
-    kubernetes: (PodInspector & LogSource) | null
+    kubernetes: (PodInspector & LogSource & PodLaunchSource) | null
   }
 }
 

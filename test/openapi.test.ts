@@ -74,6 +74,7 @@ t.test('the OpenAPI document', async (t) => {
       'getServerLogs',
       'listAutosaves',
       'deleteAutosave',
+      'watchServerProgress',
       'getUser',
       'login',
       'oauthCallback',
@@ -90,6 +91,22 @@ t.test('the OpenAPI document', async (t) => {
     )
     t.ok(doc.paths['/{namespace}/{project}/autosave']?.get, 'autosaves by project')
     t.ok(doc.paths['/{namespace}/{project}/autosave/{name}']?.delete, 'one autosave')
+  })
+
+  await t.test('the progress stream is documented as text/event-stream of ProgressEvent', async (t) => {
+    const op = doc.paths['/servers/{server_name}/progress']?.get
+    t.equal(
+      op?.responses['200']?.content?.['text/event-stream']?.schema?.$ref,
+      '#/components/schemas/ProgressEvent',
+    )
+    t.match(doc.components.schemas.ProgressEvent, {
+      type: 'object',
+      required: ['step', 'progress', 'message'],
+    })
+    t.ok(
+      op?.parameters?.some((p) => p.in === 'header' && p.name === 'last-event-id'),
+      'Last-Event-ID',
+    )
   })
 
   await t.test('every operation has an operationId, a summary and tags', async (t) => {

@@ -122,6 +122,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/servers/{server_name}/progress": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Follow a server's start as Server-Sent Events
+         * @description Events `id: <id>`, `event: progress`, `data: <ProgressEvent>`: the steps `requested`, `scheduled`, `pulling`, `cloning`, `starting` in this order (a step may be skipped, none is sent twice), then `ready` (with the `url`) or `failed` (with the cause); the stream ends after it. A running server gives one `ready` event, a failed one one `failed` event. With `Last-Event-ID` (as a browser's EventSource sends on reconnecting) the stream resumes after that event, on any replica; 204 when that was the last event. A comment line keeps the connection alive every 15 s. Authenticated by the token header or the login cookie (EventSource sends no headers).
+         */
+        get: operations["watchServerProgress"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/server_options": {
         parameters: {
             query?: never;
@@ -358,6 +378,38 @@ export interface components {
             pvsSupport: boolean;
             /** @description The caller's autosaves, newest first. */
             autosaves: components["schemas"]["Autosave"][];
+        };
+        /**
+         * @description The `data` of one Server-Sent Event of a launch's progress stream (`event: progress`, `id: <started-ms>-<step number>`).
+         * @example {
+         *       "step": "pulling",
+         *       "progress": 40,
+         *       "message": "The image renku/singleuser:0.4.3 is being pulled."
+         *     }
+         */
+        ProgressEvent: {
+            /** @description In this order; a step may be skipped, none is sent twice. `ready` or `failed` is the last event. */
+            step: "requested" | "scheduled" | "pulling" | "cloning" | "starting" | "ready" | "failed";
+            /** @description Never decreases within a stream. */
+            progress: number;
+            /** @description What is happening, in one sentence a person understands. */
+            message: string;
+            /**
+             * @description On the `ready` event.
+             * @enum {boolean}
+             */
+            ready?: true;
+            /** @description On the `ready` event: where the server answers. */
+            url?: string;
+            /**
+             * @description On the `failed` event; `message` says why.
+             * @enum {boolean}
+             */
+            failed?: true;
+            /** @description On the `pulling` event: the image being pulled. */
+            image?: string;
+            /** @description On the `cloning` event: the autosave branch being restored, if any. */
+            autosave?: string;
         };
     };
     responses: never;
@@ -876,6 +928,92 @@ export interface operations {
                 };
             };
             /** @description Invalid query. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description An upstream (named in the message) gave an unexpected answer. */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description An upstream (named in the message) cannot be reached. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description An upstream (named in the message) did not answer in time. */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    watchServerProgress: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The id of the last event received: the stream resumes after it (a browser sends it itself). */
+                "last-event-id"?: string;
+            };
+            path: {
+                server_name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The stream; each event's `data` is a ProgressEvent. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": components["schemas"]["ProgressEvent"];
+                };
+            };
+            /** @description `Last-Event-ID` was already the last event: nothing follows. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No valid JupyterHub token or session. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The caller has no such server. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid server name. */
             422: {
                 headers: {
                     [name: string]: unknown;

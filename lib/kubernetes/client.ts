@@ -26,7 +26,15 @@ import {
 } from '@kubernetes/client-node'
 import { ConfigError } from '../config.js'
 import type { UpstreamObserver } from '../metrics.js'
-import type { LogRequest, LogSource, PodInspector, PodView, ServerRef } from '../pods.js'
+import type {
+  LogRequest,
+  LogSource,
+  PodInspector,
+  PodLaunch,
+  PodLaunchSource,
+  PodView,
+  ServerRef,
+} from '../pods.js'
 import { httpStatus, observeCall, statusBody, toUpstreamError } from './errors.js'
 import {
   escapeUsername,
@@ -38,6 +46,7 @@ import {
 } from './labels.js'
 import { DELETE_POD, LIST_EVENTS, LIST_PODS, READ_POD_LOG } from './operations.js'
 import { PodCache } from './pod-cache.js'
+import { podLaunch } from './pod-progress.js'
 import { isPodReady, notebookContainer, toPodView } from './pod-view.js'
 
 /** The logger subset used (pino's signature), so the class stays free of Fastify. */
@@ -105,7 +114,7 @@ function podOfServer(server: ServerRef, pods: V1Pod[]): V1Pod | undefined {
 }
 
 /** PodInspector and LogSource over the Kubernetes API. */
-export class KubernetesPods implements PodInspector, LogSource {
+export class KubernetesPods implements PodInspector, LogSource, PodLaunchSource {
   readonly upstream = 'Kubernetes'
   readonly namespace: string
   private readonly api: CoreV1Api
@@ -198,6 +207,25 @@ export class KubernetesPods implements PodInspector, LogSource {
       views.set(name, toPodView(pod, own))
     }
     return views
+  }
+
+  /**
+   * A server's launch steps: its pod from the watched copy (or one list while the copy is not
+   * current) and, while the pod is not ready, one event list by the pod's name.
+   */
+  async podLaunch(
+    username: string,
+    server: ServerRef & { autosave?: string },
+  ): Promise<PodLaunch | undefined> {
+    const pod = podOfServer(server, await this.userPods(username))
+    if (!pod) return undefined
+    const uid = pod.metadata?.uid
+    const events = isPodReady(pod)
+      ? []
+      : (await this.eventsAbout([pod])).filter(
+          (e) => !uid || !e.involvedObject.uid || e.involvedObject.uid === uid,
+        )
+    return podLaunch(pod, events, server.autosave)
   }
 
   async readLogs(request: LogRequest): Promise<string[]> {

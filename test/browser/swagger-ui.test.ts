@@ -1,7 +1,8 @@
 /**
  * Swagger UI in a real browser (Debian's chromium through playwright-core), against the
  * service behind a real hub's proxy: log in through the hub's OAuth flow, then list and
- * launch servers with "Try it out", authenticated by the session cookie alone.
+ * launch servers with "Try it out", and follow a launch's progress with an EventSource,
+ * authenticated by the session cookie alone.
  */
 import { mkdir } from 'node:fs/promises'
 import path from 'node:path'
@@ -78,6 +79,55 @@ t.test('Swagger UI: log in through the hub, list and launch servers', async (t) 
       'not readable by scripts',
     )
   })
+
+  await t.test(
+    'EventSource: the progress of a launch arrives step by step, by the login cookie',
+    async (t) => {
+      const watched = 'watched-in-browser'
+      // Started through the hub with the spawner's delay, so the browser sees the steps arrive.
+      void hub.admin('POST', `/users/developer/servers/${watched}`, {
+        namespace: world.projects.demo.namespace.fullPath,
+        project: world.projects.demo.path,
+        branch: 'master',
+        commit_sha: world.commits.demo.masterFirst,
+        repository: `${stack.gitlab.url}/${world.projects.demo.namespace.fullPath}/${world.projects.demo.path}.git`,
+        jhub_test_delay: 4,
+      })
+      const call = stack.as(users.developer)
+      await eventually(async () =>
+        (await call('GET', `servers/${watched}`)).status === 200 ? true : undefined,
+      )
+      type Received = { id: string; at: number; step: string; progress: number; url?: string }
+      const received = await page.evaluate(
+        (url) =>
+          new Promise<Received[]>((resolve, reject) => {
+            // No headers: the login cookie alone authenticates the stream.
+            const source = new EventSource(url)
+            const events: Received[] = []
+            source.addEventListener('progress', (message) => {
+              const data = JSON.parse((message as MessageEvent).data)
+              events.push({ id: (message as MessageEvent).lastEventId, at: Date.now(), ...data })
+              if (data.step === 'ready' || data.step === 'failed') {
+                source.close()
+                resolve(events)
+              }
+            })
+            source.onerror = () => {
+              if (source.readyState === EventSource.CLOSED) reject(new Error('the stream was refused'))
+            }
+          }),
+        `${service}servers/${watched}/progress`,
+      )
+      const steps = received.map((event) => event.step)
+      t.same(steps, ['requested', 'cloning', 'starting', 'ready'], `steps: ${steps.join(', ')}`)
+      t.ok(
+        received.every((event) => /^\d+-\d$/.test(event.id)),
+        'each event carries its id (for Last-Event-ID on reconnecting)',
+      )
+      t.ok((received.at(-1)?.at ?? 0) - (received[0]?.at ?? 0) > 1000, 'they arrived over time, not at once')
+      t.equal(received.at(-1)?.url, `${hub.publicUrl}/user/developer/${watched}/`, 'ready with the url')
+    },
+  )
 
   let serverName = ''
   await t.test('Try it out: GET servers, POST servers, then GET servers lists it', async (t) => {

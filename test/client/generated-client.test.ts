@@ -23,7 +23,7 @@ t.test('client/generated/openapi.d.ts is up to date', async (t) => {
   t.match(committed, /"\/\{namespace\}\/\{project\}\/autosave\/\{name\}"/)
 })
 
-t.test('the example program launches, waits, lists, reads logs and stops', async (t) => {
+t.test('the example program launches, follows the progress, lists, reads logs and stops', async (t) => {
   const stack = await startStack()
   t.teardown(() => stack.stop())
   const { world, users } = stack
@@ -48,6 +48,11 @@ t.test('the example program launches, waits, lists, reads logs and stops', async
   })
   t.equal(stderr.trim(), '', 'nothing on stderr')
   t.match(stdout, /^launch: 20[12] demo-project-[0-9a-f]{8} /m, 'launched (201 or 202)')
+  t.match(
+    stdout,
+    /^progress: ready \(100%\) Your server is ready\.$/m,
+    'followed the progress stream to its ready event (the only one when the launch answered 201)',
+  )
   t.match(stdout, /^ready: /m)
   t.match(stdout, /^servers of demo-project: demo-project-[0-9a-f]{8}/m, 'listed')
   t.match(stdout, /^last \d+ log lines:/m)

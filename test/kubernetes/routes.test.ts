@@ -10,8 +10,14 @@ import t from 'tap'
 import { buildApp } from '../../app.js'
 import { loadConfig } from '../../lib/config.js'
 import type { ServerObject } from '../../schemas/servers.js'
-import { fixtureFor, type PodFixtureName } from '../fixtures/kubernetes/index.js'
+import {
+  fixtureFor,
+  type LaunchStage,
+  launchStage,
+  type PodFixtureName,
+} from '../fixtures/kubernetes/index.js'
 import { startKubernetes } from '../stand-ins/kubernetes.js'
+import { readEvents, type SseEvent } from '../support/sse.js'
 import { eventually, startStack } from '../support/stack.js'
 
 const kube = await startKubernetes({ namespace: 'renku' })
@@ -152,6 +158,134 @@ t.test("logs are the notebook container's, from Kubernetes", async (t) => {
   t.equal(waiting.body.length, 1)
   t.match(waiting.body[0], /has not started yet/)
   t.equal((await maintainer('GET', `logs/${name}`)).status, 404, 'another user cannot read them')
+})
+
+t.test("the progress stream follows the pod's launch, then the hub's ready", async (t) => {
+  const watched = 'watched-launch'
+  // Held pending by the local spawner's delay while the pod walks through its stages.
+  stack.hub.admin('POST', `/users/developer/servers/${watched}`, { jhub_test_delay: 20 }).catch(() => {})
+  await eventually(async () =>
+    (await developer('GET', `servers/${watched}`)).status === 200 ? true : undefined,
+  )
+  const stage = (name: LaunchStage) => {
+    const { pod, events } = launchStage(name, 'developer', watched)
+    kube.setPods([pod])
+    kube.setEvents(events)
+  }
+  stage('unschedulable')
+  await statusOnce(watched, (server) => server.status.step === 'PodScheduled')
+  let seen: SseEvent[] = []
+  const stream = readEvents(`${stack.serviceUrl}servers/${watched}/progress`, {
+    headers: { authorization: `token ${users.developer.token}` },
+    until: (events) => {
+      seen = events
+      return false
+    },
+  })
+  const reach = (step: string) =>
+    eventually(async () => seen.find((event) => event.data.step === step), 15_000, `the ${step} step`)
+  await reach('requested')
+  for (const [name, step] of [
+    ['scheduled', 'scheduled'],
+    ['pulling', 'pulling'],
+    ['cloning', 'cloning'],
+    ['starting', 'starting'],
+  ] as const) {
+    stage(name)
+    await reach(step)
+  }
+  stage('ready')
+  const { events, ended } = await stream
+  t.equal(ended, true, 'the stream ends with the start')
+  t.same(
+    events.map((event) => event.data.step),
+    ['requested', 'scheduled', 'pulling', 'cloning', 'starting', 'ready'],
+  )
+  t.same(
+    events.map((event) => event.data.message),
+    [
+      'JupyterHub accepted the start. The cluster does not have enough free CPU and GPUs for the server right now; it starts as soon as a node has room (0/3 nodes are available: 1 Insufficient cpu, 3 Insufficient nvidia.com/gpu).',
+      'The server was given a node to run on (worker-2).',
+      'The image renku/git-clone:0.8.2 is being pulled.',
+      'The repository is being cloned.',
+      'The notebook server is starting.',
+      'Your server is ready.',
+    ],
+  )
+  t.equal(events.at(-1)?.data.url, `${stack.hub.publicUrl}/user/developer/${watched}/`)
+})
+
+t.test('the progress stream ends with the cause when the image cannot be pulled', async (t) => {
+  const broken = 'broken-image'
+  // Its answer may never come: the hub is stopped at the end, still holding it.
+  stack.hub.admin('POST', `/users/developer/servers/${broken}`, { jhub_test_delay: 60 }).catch(() => {})
+  await eventually(async () =>
+    (await developer('GET', `servers/${broken}`)).status === 200 ? true : undefined,
+  )
+  const { pod, events } = launchStage('pull-failed', 'developer', broken)
+  kube.setPods([pod])
+  kube.setEvents(events)
+  const stream = await readEvents(`${stack.serviceUrl}servers/${broken}/progress`, {
+    headers: { authorization: `token ${users.developer.token}` },
+  })
+  t.equal(stream.ended, true, 'ended, though the hub still waits')
+  const last = stream.events.at(-1)?.data
+  t.match(last, {
+    step: 'failed',
+    failed: true,
+    progress: 100,
+    message:
+      'The image registry.example.com/science/broken-image:9c0d1e2 could not be pulled: it does not exist.',
+  })
+  t.same(
+    stream.events.map((event) => event.data.step),
+    ['requested', 'scheduled', 'pulling', 'cloning', 'failed'],
+  )
+})
+
+t.test('100 watchers of one start: one pod look-up a second, none once they leave', async (t) => {
+  const crowded = 'crowded-launch'
+  stack.hub.admin('POST', `/users/developer/servers/${crowded}`, { jhub_test_delay: 60 }).catch(() => {})
+  await eventually(async () =>
+    (await developer('GET', `servers/${crowded}`)).status === 200 ? true : undefined,
+  )
+  const { pod, events } = launchStage('cloning', 'developer', crowded)
+  kube.setPods([pod])
+  kube.setEvents(events)
+  const watches = kube.openWatches()
+  const leave = new AbortController()
+  const seen: SseEvent[][] = Array.from({ length: 100 }, () => [])
+  const streams = seen.map((_, i) =>
+    readEvents(`${stack.serviceUrl}servers/${crowded}/progress`, {
+      headers: { authorization: `token ${users.developer.token}` },
+      signal: leave.signal,
+      until: (got) => {
+        seen[i] = got
+        return false
+      },
+    }),
+  )
+  await eventually(
+    async () => (seen.every((got) => got.some((e) => e.data.step === 'cloning')) ? true : undefined),
+    20_000,
+    'every watcher to see cloning',
+  )
+  const eventLists = () => kube.requests.filter((r) => r.path.endsWith('/events')).length
+  const from = eventLists()
+  await new Promise((resolve) => setTimeout(resolve, 3000))
+  const perSecond = (eventLists() - from) / 3
+  t.ok(perSecond <= 1.5, `about one event list a second for 100 watchers (${perSecond.toFixed(1)})`)
+  t.comment(
+    `fan-out with Kubernetes: 100 watchers, ${perSecond.toFixed(1)} event lists/s, pods from the copy`,
+  )
+  t.equal(kube.openWatches(), watches, 'no watch of its own: the pod copy is shared')
+
+  leave.abort()
+  await Promise.all(streams)
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  const afterLeaving = eventLists()
+  await new Promise((resolve) => setTimeout(resolve, 2000))
+  t.equal(eventLists(), afterLeaving, 'once they left, no more look-ups')
 })
 
 t.test('a server the hub cannot stop yet: 409, or with force=true its pod is deleted', async (t) => {

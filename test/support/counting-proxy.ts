@@ -12,6 +12,8 @@ export interface CountingProxy {
   requests: string[]
   /** TCP connections the client opened. */
   connections: number
+  /** Requests whose answer is still open (e.g. event streams). */
+  open: number
   /**
    * Answer the next `count` requests matching `path` with `status` instead of passing them on;
    * status 0 drops the connection without an answer.
@@ -28,6 +30,7 @@ export async function startCountingProxy(upstream: string): Promise<CountingProx
     url: '',
     requests: [],
     connections: 0,
+    open: 0,
     failNext(path, status, count = 1) {
       failures.push({ path, status, left: count })
     },
@@ -40,6 +43,10 @@ export async function startCountingProxy(upstream: string): Promise<CountingProx
   }
   const server = http.createServer((req, res) => {
     proxy.requests.push(`${req.method} ${req.url}`)
+    proxy.open++
+    res.on('close', () => {
+      proxy.open--
+    })
     const failure = failures.find((f) => f.left > 0 && f.path.test(req.url ?? ''))
     if (failure) {
       failure.left--
