@@ -50,7 +50,8 @@ async function slowStart(name: string, options: Record<string, unknown> = {}): P
   if (res.status !== 202 && res.status !== 201) throw new Error(`start of ${name}: ${res.status}`)
   const server = await eventually(async () => {
     const { status, body } = await developer('GET', `servers/${name}`)
-    return status === 200 ? body : undefined
+    // The hub lists a pending server a moment before it records the start's time.
+    return status === 200 && body.started ? body : undefined
   })
   return String(Date.parse(server.started))
 }
