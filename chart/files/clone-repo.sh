@@ -95,7 +95,7 @@ if [ -d "$target/.git" ]; then
   prepared=$(cat "$target/$done_marker" 2>/dev/null || true)
   case "$prepared" in
     "$sha"*" $branch")
-      log "$target is already prepared for $branch at $sha"
+      log "$target is already at $sha on $branch, prepared by an earlier run"
       exit 0
       ;;
   esac
