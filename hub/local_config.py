@@ -42,6 +42,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
@@ -430,7 +431,9 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
             launch = self.autosave_launch
             work = self._work_dir()
             try:
-                if launch and os.path.isdir(os.path.join(launch.get("target", ""), ".git")):
+                # Only a work tree the clone completed (it leaves a marker): a failed clone holds no work.
+                if launch and os.path.isfile(os.path.join(launch.get("target", ""), ".git", "renku-clone-done")):
+                    began = time.monotonic()
                     server_log = _ServerLog(self)
                     try:
                         token = await asyncio.wait_for(
@@ -451,7 +454,7 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
                         line = await self._run_autosave(launch, token)
                     else:
                         line = "autosave: error: no usable GitLab token (the user has to log in again)"
-                    self._append_log(f"[{_now()}] {line} ({why})")
+                    self._append_log(f"[{_now()}] {line} ({why}; {time.monotonic() - began:.1f} s)")
                     level = self.log.warning if ": error: " in line else self.log.info
                     level("%s %s: %s", why, self._log_name, line)
             except Exception:

@@ -223,7 +223,7 @@ t.test('a real hub with the local spawner', async (t) => {
   )
   t.match(
     await readFile(hub.serverLogPath('alice', 'demo'), 'utf8'),
-    /autosave: nothing to save \(stopped\)/,
+    /autosave: nothing to save \(stopped; [\d.]+ s\)/,
     'the stop looked for unsaved work',
   )
   t.notOk(existsSync(workTree), 'the work directory goes with the server, as an emptyDir does')
