@@ -26,6 +26,7 @@ Run as ``/usr/bin/jupyterhub -f hub/local_config.py`` with the current directory
   JHUB_GITLAB_CLIENT_ID         the GitLab OAuth application users log in with; with the secret,
   JHUB_GITLAB_CLIENT_SECRET     lets the hub refresh an expired token (auth_state.refresh_token)
   JHUB_AUTOSAVE_TIMEOUT         seconds a save at stop time may take (default 20)
+  JHUB_POLL_INTERVAL            seconds between the hub's checks that servers still run (default 30)
   JHUB_LEGACY_ADMIN             "1": also give the notebooks service the legacy admin flag
   JHUB_LOG_LEVEL                hub log level (default INFO)
 
@@ -242,7 +243,8 @@ c.JupyterHub.load_roles = roles
 
 CLONE_TIMEOUT = env_int("JHUB_CLONE_TIMEOUT", 120)
 AUTOSAVE_TIMEOUT = env_int("JHUB_AUTOSAVE_TIMEOUT", 20)
-# Checking (and refreshing) the token; the save script has AUTOSAVE_TIMEOUT of its own.
+# Checking (and refreshing) the token, in all; the save script has AUTOSAVE_TIMEOUT of its own,
+# so a stop takes at most about TOKEN_TIMEOUT + AUTOSAVE_TIMEOUT + 5 s more when GitLab hangs.
 TOKEN_TIMEOUT = 10
 GITLAB_URL = env("JHUB_GITLAB_URL")
 GITLAB_CLIENT_ID = env("JHUB_GITLAB_CLIENT_ID")
@@ -432,7 +434,9 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
             work = self._work_dir()
             try:
                 # Only a work tree the clone completed (it leaves a marker): a failed clone holds no work.
-                if launch and os.path.isfile(os.path.join(launch.get("target", ""), ".git", "renku-clone-done")):
+                marker = os.path.join((launch or {}).get("target", ""), ".git", "renku-clone-done")
+                cloned = launch and os.path.isfile(marker)
+                if cloned:
                     began = time.monotonic()
                     server_log = _ServerLog(self)
                     try:
@@ -443,13 +447,14 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
                                 GITLAB_CLIENT_ID,
                                 GITLAB_CLIENT_SECRET,
                                 log=server_log,
-                                timeout=TOKEN_TIMEOUT,
+                                timeout=TOKEN_TIMEOUT / 2,
                             ),
-                            2 * TOKEN_TIMEOUT + 5,
+                            TOKEN_TIMEOUT,
                         )
                     except asyncio.TimeoutError:
+                        # GitLab does not answer: the push will say so with its own reason.
                         server_log.warning("Checking the GitLab token of %s timed out", self.user.name)
-                        token = None
+                        token = (await self.user.get_auth_state() or {}).get("access_token")
                     if token:
                         line = await self._run_autosave(launch, token)
                     else:
@@ -554,4 +559,5 @@ c.Spawner.environment = {
     "JHUB_MARKER": MARKER,
 }
 c.Spawner.http_timeout = env_int("JHUB_HTTP_TIMEOUT", 30)
+c.Spawner.poll_interval = env_int("JHUB_POLL_INTERVAL", 30)
 c.Spawner.start_timeout = CLONE_TIMEOUT + 60

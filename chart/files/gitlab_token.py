@@ -113,7 +113,10 @@ async def fresh_gitlab_token(user, gitlab_url, client_id, client_secret, log=Non
             return None
         if status != 200:
             log.warning(
-                "GitLab refused to refresh the token of %s: %s (HTTP %s)", user.name, _oauth_error(raw), status
+                "GitLab refused to refresh the token of %s: %s (HTTP %s)",
+                user.name,
+                _oauth_error(raw),
+                status,
             )
             return None
         try:

@@ -15,7 +15,8 @@ import type { HubUser } from '../support/hub.js'
 import { eventually, startStack } from '../support/stack.js'
 
 const exec = promisify(execFile)
-const stack = await startStack()
+// Polling often: a server whose process ends is noticed (and its work saved) within seconds.
+const stack = await startStack({ hubEnv: { JHUB_POLL_INTERVAL: '1' } })
 t.teardown(() => stack.stop())
 
 const { world, users, hub, gitlab } = stack
@@ -236,4 +237,58 @@ t.test('GitLab down at stop time: the stop completes and the log says why', asyn
   t.match(hub.output(), /autosave: error: push .* failed/, 'and so does the hub log')
   t.notOk(existsSync(workRoot('developer', server.name)), 'the work directory is gone')
   t.equal(serverName('demo-group', 'demo-project', 'master', masterSecond), server.name)
+})
+
+t.test('a server whose process ended on its own saves too', async (t) => {
+  const server = await launch(users.developer, { commit_sha: masterSecond })
+  await writeFile(users.developer, server, 'crashed.md', 'The kernel took it down.\n')
+  const state = (await hub.admin('GET', '/users/developer')).body as {
+    servers: Record<string, { state: { pid?: number } }>
+  }
+  const pid = state.servers[server.name]?.state.pid
+  if (!pid) throw new Error('no pid in the server state')
+  process.kill(pid, 'SIGKILL')
+  const name = `renku/autosave/developer/master/${masterSecond.slice(0, 7)}/${masterSecond.slice(0, 7)}`
+  await eventually(
+    async () => ((await autosaves()).includes(name) ? true : undefined),
+    30_000,
+    'the autosave',
+  )
+  t.equal(await bareGit('show', `${name}:crashed.md`), 'The kernel took it down.')
+  await eventually(
+    async () => (existsSync(workRoot('developer', server.name)) ? undefined : true),
+    30_000,
+    'the work directory to go',
+  )
+  t.match(await serverLog('developer', server.name), `autosave: pushed ${name} (ended; `)
+  await deleteBranch(name)
+  await stack.as(users.developer)('DELETE', `servers/${server.name}`)
+})
+
+t.test('a work tree left from an earlier run is saved and never reused', async (t) => {
+  const name = serverName('demo-group', 'demo-project', 'feature', feature)
+  const stale = workTree('developer', name)
+  // As a hub that died without stopping its servers leaves one behind.
+  await exec('/bin/sh', [path.resolve(import.meta.dirname, '..', '..', 'chart', 'files', 'clone-repo.sh')], {
+    env: {
+      PATH: '/usr/bin:/bin',
+      GIT_CONFIG_GLOBAL: '/dev/null',
+      GIT_REPOSITORY_URL: `${gitlab.url}/demo-group/demo-project.git`,
+      GIT_COMMIT_SHA: feature,
+      GIT_BRANCH: 'feature',
+      GIT_TARGET_DIR: stale,
+      GIT_ACCESS_TOKEN: world.users.developer.token,
+    },
+  })
+  await exec('/bin/sh', ['-c', `printf 'left behind\\n' > '${path.join(stale, 'leftover.md')}'`])
+  const server = await launch(users.developer, { commit_sha: feature, branch: 'feature' })
+  t.equal(server.name, name)
+  const saved = `renku/autosave/developer/feature/${feature.slice(0, 7)}/${feature.slice(0, 7)}`
+  t.ok((await autosaves()).includes(saved), 'its work was saved first')
+  t.equal(await bareGit('show', `${saved}:leftover.md`), 'left behind')
+  t.notOk(existsSync(path.join(stale, 'leftover.md')), 'the new server starts from a fresh clone')
+  t.match(await serverLog('developer', name), 'autosave: pushed')
+  t.match(await serverLog('developer', name), '(left from an earlier run; ')
+  await deleteBranch(saved)
+  await stopThroughService(users.developer, name)
 })

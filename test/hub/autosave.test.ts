@@ -270,3 +270,107 @@ t.test('a restore that cannot happen leaves the plain checkout', async (t) => {
   t.match(notAutosave.out, /not an autosave branch/)
   t.ok(await remoteSha('feature'), 'a branch that is not an autosave is never deleted')
 })
+
+t.test('fresh_gitlab_token (gitlab_token.py) checks and refreshes a token against GitLab', async (t) => {
+  const app = world.oauthApplication
+  const script = `
+import asyncio, json, sys
+sys.path.insert(0, ${JSON.stringify(FILES)})
+from gitlab_token import fresh_gitlab_token
+
+class User:
+    def __init__(self, name, state):
+        self.name, self.state, self.saves = name, state, 0
+    async def get_auth_state(self):
+        return self.state
+    async def save_auth_state(self, state):
+        self.state, self.saves = state, self.saves + 1
+
+class Log:
+    def __init__(self):
+        self.lines = []
+    def info(self, message, *args):
+        self.lines.append(message % args)
+    warning = error = info
+
+async def main():
+    answers = []
+    for case in json.load(sys.stdin):
+        user, log = User("alice", case["state"]), Log()
+        token = await fresh_gitlab_token(
+            user, case["url"], case["client_id"], case["client_secret"], log=log, timeout=3
+        )
+        answers.append({"token": token, "state": user.state, "saves": user.saves, "log": log.lines})
+    print(json.dumps(answers))
+
+asyncio.run(main())
+`
+  const expired = gitlab.issueToken('developer', { scopes: ['api'] })
+  gitlab.expireToken(expired.accessToken)
+  const noRefresh = gitlab.issueToken('developer', { scopes: ['api'] })
+  gitlab.expireToken(noRefresh.accessToken)
+  const client = { url: gitlab.url, client_id: app.uid, client_secret: app.secret }
+  const cases = [
+    { ...client, state: { access_token: developer.token } },
+    { ...client, state: { access_token: expired.accessToken, refresh_token: expired.refreshToken } },
+    { ...client, state: { access_token: expired.accessToken, refresh_token: expired.refreshToken } },
+    { ...client, state: { access_token: noRefresh.accessToken } },
+    { ...client, state: {} },
+    {
+      ...client,
+      client_secret: 'wrong',
+      state: { access_token: noRefresh.accessToken, refresh_token: noRefresh.refreshToken },
+    },
+    { ...client, url: 'http://127.0.0.1:1', state: { access_token: developer.token } },
+  ]
+  const child = execFile('/usr/bin/python3', ['-c', script], { env: { PATH: '/usr/bin:/bin' } })
+  child.stdin?.end(JSON.stringify(cases))
+  let stdout = ''
+  let stderr = ''
+  child.stdout?.on('data', (chunk: Buffer) => {
+    stdout += chunk
+  })
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr += chunk
+  })
+  const code = await new Promise((resolve) => child.on('close', resolve))
+  t.equal(code, 0, stderr)
+  const [valid, refreshed, reused, withoutRefresh, none, badClient, unreachable] = JSON.parse(stdout) as {
+    token: string | null
+    state: Record<string, string>
+    saves: number
+    log: string[]
+  }[]
+
+  t.equal(valid?.token, developer.token, 'a valid token as it is')
+  t.equal(valid?.saves, 0, 'nothing stored')
+  t.ok(refreshed?.token && refreshed.token !== expired.accessToken, 'an expired token is refreshed')
+  t.equal(refreshed?.saves, 1, 'the new pair is stored')
+  t.equal(refreshed?.state.access_token, refreshed?.token)
+  t.not(refreshed?.state.refresh_token, expired.refreshToken, 'with the new refresh token')
+  const me = await fetch(`${gitlab.url}/api/v4/user`, {
+    headers: { authorization: `Bearer ${refreshed?.token}` },
+  })
+  t.equal(me.status, 200, 'the refreshed token works')
+  await me.arrayBuffer()
+  t.equal(reused?.token, null, 'a used refresh token refreshes nothing')
+  t.match(reused?.log.join('\n'), /refused to refresh .*invalid_grant \(HTTP 400\)/)
+  t.equal(withoutRefresh?.token, null)
+  t.match(withoutRefresh?.log.join('\n'), /no refresh token/)
+  t.equal(none?.token, null)
+  t.match(none?.log.join('\n'), /No GitLab token .* log in again/)
+  t.equal(badClient?.token, null)
+  t.match(badClient?.log.join('\n'), /invalid_client \(HTTP 401\)/)
+  t.equal(
+    unreachable?.token,
+    developer.token,
+    'GitLab unreachable: the stored token, for the push to say why',
+  )
+  t.match(unreachable?.log.join('\n'), /Cannot check the GitLab token/)
+  const allLogs = JSON.stringify(
+    [valid, reused, withoutRefresh, none, badClient, unreachable].map((a) => a?.log),
+  )
+  for (const secret of [developer.token, expired.accessToken, expired.refreshToken, app.secret]) {
+    t.notOk(allLogs.includes(secret), 'no token or secret in the log')
+  }
+})
