@@ -17,11 +17,13 @@ import oauthPlugin from './plugins/oauth.js'
 import serversPlugin from './plugins/servers.js'
 import swaggerPlugin from './plugins/swagger.js'
 import authRoutes from './routes/auth.js'
+import autosaveRoutes from './routes/autosave.js'
 import healthRoutes from './routes/health.js'
 import logsRoutes from './routes/logs.js'
 import serverOptionsRoutes from './routes/server-options.js'
 import serversRoutes from './routes/servers.js'
 import userRoutes from './routes/user.js'
+import { AutosaveListSchema, AutosaveSchema } from './schemas/autosave.js'
 import { ErrorSchema } from './schemas/common.js'
 import { ServerOptionSchema, ServerOptionsSchema } from './schemas/server-options.js'
 import { ServerListSchema, ServerSchema } from './schemas/servers.js'
@@ -141,6 +143,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     ServerOptionsSchema,
     ServerSchema,
     ServerListSchema,
+    AutosaveSchema,
+    AutosaveListSchema,
   ]) {
     bodyAjv.addSchema(schema)
     textAjv.addSchema(schema)
@@ -190,5 +194,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   await app.register(serverOptionsRoutes, { prefix })
   await app.register(userRoutes, { prefix })
   await app.register(authRoutes, { prefix })
+  // Last: its catch-all route for namespaces with raw slashes yields to every other route.
+  await app.register(autosaveRoutes, { prefix })
   return app
 }

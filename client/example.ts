@@ -1,7 +1,7 @@
 /**
  * A small program using the service through its generated types and `openapi-fetch`: launch a
  * notebook server for a project at a commit, wait until it is ready, list the servers, read
- * its logs, stop it.
+ * its logs, stop it, and list the work of stopped servers saved for the project.
  *
  *   NOTEBOOKS_URL=https://hub.example.com/services/notebooks JUPYTERHUB_TOKEN=… \
  *     npx tsx client/example.ts <namespace> <project> <commit_sha>
@@ -32,6 +32,8 @@ export interface ExampleResult {
   listed: string[]
   logs: string[]
   stopStatus: number
+  /** Names of the caller's autosave branches of the project, newest first. */
+  autosaves: string[]
 }
 
 function failure(what: string, status: number, error: ApiError | undefined): Error {
@@ -79,12 +81,21 @@ export async function runExample(options: ExampleOptions): Promise<ExampleResult
   if (stopped.error) throw failure('stop', stopped.response.status, stopped.error)
   log(`stop: ${stopped.response.status}`)
 
+  // The namespace may hold slashes: the client sends them percent-encoded, which the service accepts.
+  const saved = await client.GET('/{namespace}/{project}/autosave', {
+    params: { path: { namespace: options.namespace, project: options.project } },
+  })
+  if (!saved.data) throw failure('autosaves', saved.response.status, saved.error)
+  const autosaves = saved.data.autosaves.map((autosave) => autosave.name)
+  log(`autosaves of ${options.project}: ${autosaves.length}`)
+
   return {
     server,
     launchStatus: launched.response.status,
     listed,
     logs: logs.data,
     stopStatus: stopped.response.status,
+    autosaves,
   }
 }
 

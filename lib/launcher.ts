@@ -1,5 +1,6 @@
 import type { ServerOptionValues } from '../schemas/server-options.js'
 import type { LaunchRequest, ServerObject } from '../schemas/servers.js'
+import { autosaveToRestore, launchAutosavePrefix } from './autosave.js'
 import type { Config } from './config.js'
 import { ApiError, UpstreamError } from './errors.js'
 import { accessLevel, type GitLabClient, type GitLabProject } from './gitlab.js'
@@ -50,15 +51,12 @@ export class Launcher {
       })
     }
 
-    const token = (await hub.getUser(user))?.auth_state?.access_token
-    if (typeof token !== 'string' || token === '') {
-      throw new ApiError(
-        401,
-        'GITLAB_TOKEN_MISSING',
-        'Your GitLab login is not known to JupyterHub; please log in again.',
-      )
-    }
+    const token = await gitlabTokenOf(hub, user)
+    // Beside the project lookup; its refusal counts only once the project is known to exist.
+    const scopeCheck = gitlab.requirePushScope(token)
+    scopeCheck.catch(() => {})
     const project = await gitlab.getProject(token, `${request.namespace}/${request.project}`)
+    await scopeCheck
     if (accessLevel(project) < config.minAccessLevel) {
       throw new ApiError(
         403,
@@ -67,6 +65,12 @@ export class Launcher {
       )
     }
     const branch = request.branch ?? project.default_branch ?? 'master'
+    // Looked up beside the other checks, used only if a new server starts (the sha's first 7
+    // characters are the resolved commit's, or the commit check fails).
+    const autosave = gitlab
+      .listBranches(token, project, launchAutosavePrefix(user, branch, request.commit_sha))
+      .then((branches) => autosaveToRestore(branches, user, branch, request.commit_sha))
+    autosave.catch(() => {})
     const [, commitSha] = await Promise.all([
       gitlab.requireBranch(token, project, branch),
       gitlab.resolveCommit(token, project, request.commit_sha),
@@ -91,7 +95,7 @@ export class Launcher {
     const key = `${user}\n${name}`
     const existing = this.inFlight.get(key)
     if (existing) return existing
-    const launch = this.start(user, name, userOptions).finally(() => this.inFlight.delete(key))
+    const launch = this.start(user, name, userOptions, autosave).finally(() => this.inFlight.delete(key))
     this.inFlight.set(key, launch)
     return launch
   }
@@ -100,12 +104,19 @@ export class Launcher {
     user: string,
     name: string,
     userOptions: Record<string, unknown> & { server_options: ServerOptionValues },
+    autosave: Promise<string | undefined>,
   ): Promise<LaunchResult> {
     const { hub, directory } = this.options
     hub.forget(user)
     const current = await directory.get(user, name)
     if (current && current.status.state !== 'failed') return { status: 200, server: current }
-    const outcome = await hub.startServer(user, name, userOptions)
+    // A new server (or a new start of a stopped one) restores the newest autosave of the launch.
+    const restore = await autosave
+    const outcome = await hub.startServer(
+      user,
+      name,
+      restore ? { ...userOptions, autosave: restore } : userOptions,
+    )
     const server = await directory.get(user, name)
     if (!server) {
       throw new UpstreamError(
@@ -155,6 +166,19 @@ export class Launcher {
     }
     return { image: config.defaultImage, defaultImageUsed: true }
   }
+}
+
+/** The user's GitLab token, from the hub's `auth_state`; 401 asking to log in again without one. */
+export async function gitlabTokenOf(hub: JupyterHubClient, user: string): Promise<string> {
+  const token = (await hub.getUser(user))?.auth_state?.access_token
+  if (typeof token !== 'string' || token === '') {
+    throw new ApiError(
+      401,
+      'GITLAB_TOKEN_MISSING',
+      'Your GitLab login is not known to JupyterHub; please log in again.',
+    )
+  }
+  return token
 }
 
 function registryHost(prefix: string | null | undefined): string | undefined {

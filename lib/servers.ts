@@ -26,6 +26,7 @@ const annotationKeys: Record<string, string> = {
   commit_sha: 'renku.io/commit-sha',
   project_id: 'renku.io/gitlabProjectId',
   repository: 'renku.io/repository',
+  autosave: 'renku.io/autosave',
 }
 
 function text(value: unknown): string | undefined {

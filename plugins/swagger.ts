@@ -24,6 +24,7 @@ export default fp(
         servers: [{ url: prefix.replace(/\/$/, '') }],
         tags: [
           { name: 'servers', description: 'Notebook servers of the caller' },
+          { name: 'autosave', description: "The caller's saved work of stopped servers" },
           { name: 'user', description: 'The caller' },
           { name: 'auth', description: 'Login through JupyterHub' },
           { name: 'health', description: 'Probes' },

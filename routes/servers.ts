@@ -39,7 +39,9 @@ const serversRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
           201: { ...ServerRef, description: 'The server was started and is up.' },
           202: { ...ServerRef, description: 'The server is starting.' },
           ...errors({
-            403: 'The caller lacks the GitLab access level needed to launch, or their GitLab login lacks the API scope.',
+            403:
+              '`ACCESS_DENIED`: the caller lacks the GitLab access level needed to launch; `GITLAB_SCOPE_MISSING`: ' +
+              'their GitLab login lacks `read_api` (to read the project) or `write_repository`/`api` (to save their work when the server stops).',
             404: 'No such project (or not visible to the caller), branch, commit or image.',
             409: 'The caller already has the maximum number of servers.',
             422: 'The body is invalid (fields under `messages.json`).',

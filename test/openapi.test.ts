@@ -72,6 +72,8 @@ t.test('the OpenAPI document', async (t) => {
       'stopServer',
       'getServerOptions',
       'getServerLogs',
+      'listAutosaves',
+      'deleteAutosave',
       'getUser',
       'login',
       'oauthCallback',
@@ -82,6 +84,12 @@ t.test('the OpenAPI document', async (t) => {
     ]) {
       t.ok(ids.includes(id), id)
     }
+    t.notOk(
+      Object.keys(doc.paths).some((path) => path.includes('*')),
+      'no catch-all route (raw slashes in autosave paths) is documented',
+    )
+    t.ok(doc.paths['/{namespace}/{project}/autosave']?.get, 'autosaves by project')
+    t.ok(doc.paths['/{namespace}/{project}/autosave/{name}']?.delete, 'one autosave')
   })
 
   await t.test('every operation has an operationId, a summary and tags', async (t) => {

@@ -216,6 +216,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/{namespace}/{project}/autosave": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The caller's autosaves of a project
+         * @description Work a stopped server had not committed and pushed, saved to GitLab as the branch `renku/autosave/<user>/<branch>/<commit_sha[:7]>/<head[:7]>`; the next launch of that branch and commit restores the newest. Only the caller’s own, newest first. `namespace` may contain `/` (raw or as `%2F`).
+         */
+        get: operations["listAutosaves"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/{namespace}/{project}/autosave/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Delete one of the caller’s autosaves
+         * @description Deletes the autosave branch in GitLab, so the next launch starts from the commit. `namespace` may contain `/`, and `name` does: raw or as `%2F`.
+         */
+        delete: operations["deleteAutosave"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -296,6 +336,28 @@ export interface components {
             servers: {
                 [key: string]: components["schemas"]["Server"];
             };
+        };
+        /** @description Unsaved work of a stopped server, saved to GitLab as a branch. */
+        Autosave: {
+            /**
+             * @description The autosave branch: `renku/autosave/<user>/<branch>/<commit_sha[:7]>/<head[:7]>`.
+             * @example renku/autosave/alice/master/0123abc/4567def
+             */
+            name: string;
+            /** @description The branch of the launch whose work it saved. */
+            branch: string;
+            /** @description The commit of that launch, its first 7 characters. */
+            commit: string;
+            /** @description When the work was saved (the autosave commit), ISO 8601. */
+            date: string;
+            /** @description Always false: persistent volumes are not supported. */
+            pvs: boolean;
+        };
+        AutosaveList: {
+            /** @description Always false: persistent volumes are not supported. */
+            pvsSupport: boolean;
+            /** @description The caller's autosaves, newest first. */
+            autosaves: components["schemas"]["Autosave"][];
         };
     };
     responses: never;
@@ -538,7 +600,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description The caller lacks the GitLab access level needed to launch, or their GitLab login lacks the API scope. */
+            /** @description `ACCESS_DENIED`: the caller lacks the GitLab access level needed to launch; `GITLAB_SCOPE_MISSING`: their GitLab login lacks `read_api` (to read the project) or `write_repository`/`api` (to save their work when the server stops). */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1094,6 +1156,164 @@ export interface operations {
             };
             /** @description Invalid query. */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listAutosaves: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description GitLab namespace (group path). It may contain `/`: percent-encoded as `%2F` (as generated clients send it) or raw, e.g. `science/lab/my-project/autosave`. */
+                namespace: string;
+                /** @description Project path. */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The caller's autosaves, newest first. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AutosaveList"];
+                };
+            };
+            /** @description No valid JupyterHub token or session. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `ACCESS_DENIED`: the caller may see the project but not its code; `GITLAB_SCOPE_MISSING`: their GitLab login lacks the `read_api` scope. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `PROJECT_NOT_FOUND`: no such project, or the caller cannot see it. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description An upstream (named in the message) gave an unexpected answer. */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description An upstream (named in the message) cannot be reached. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description An upstream (named in the message) did not answer in time. */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    deleteAutosave: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description GitLab namespace (group path). It may contain `/`: percent-encoded as `%2F` (as generated clients send it) or raw, e.g. `science/lab/my-project/autosave`. */
+                namespace: string;
+                /** @description Project path. */
+                project: string;
+                /** @description The autosave branch; its slashes percent-encoded as `%2F` or raw. */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The autosave was deleted. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No valid JupyterHub token or session. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `ACCESS_DENIED`: the caller is below `NOTEBOOKS_MIN_ACCESS_LEVEL` in the project (or GitLab protects the branch); `GITLAB_SCOPE_MISSING`: their GitLab login lacks the `api` scope. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `PROJECT_NOT_FOUND`: no such project, or the caller cannot see it; `AUTOSAVE_NOT_FOUND`: the caller has no such autosave (another user’s is not found either). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description An upstream (named in the message) gave an unexpected answer. */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description An upstream (named in the message) cannot be reached. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description An upstream (named in the message) did not answer in time. */
+            504: {
                 headers: {
                     [name: string]: unknown;
                 };

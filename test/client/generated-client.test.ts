@@ -20,6 +20,7 @@ t.test('client/generated/openapi.d.ts is up to date', async (t) => {
   t.ok(fresh === committed, 'stale: run `npm run generate:client` and commit the result')
   t.match(committed, /"\/servers\/\{server_name\}"/)
   t.match(committed, /launchServer: \{/)
+  t.match(committed, /"\/\{namespace\}\/\{project\}\/autosave\/\{name\}"/)
 })
 
 t.test('the example program launches, waits, lists, reads logs and stops', async (t) => {
@@ -51,6 +52,7 @@ t.test('the example program launches, waits, lists, reads logs and stops', async
   t.match(stdout, /^servers of demo-project: demo-project-[0-9a-f]{8}/m, 'listed')
   t.match(stdout, /^last \d+ log lines:/m)
   t.match(stdout, /^stop: 20[24]$/m, 'stopped')
+  t.match(stdout, /^autosaves of demo-project: 0$/m, 'nothing to save, nothing saved')
   t.notMatch(stdout, new RegExp(users.developer.token), 'the token is never printed')
 
   const after = await stack.as(users.developer)('GET', 'servers')

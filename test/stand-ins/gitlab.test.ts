@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
+import { autosaveBranches, seedAutosave } from '../support/autosaves.js'
 import { createWorld } from '../support/fixtures.js'
 import { startGitLab } from './gitlab.js'
 
@@ -487,4 +488,131 @@ t.test('git push over smart HTTP', async (t) => {
   )
   t.ok(log.some((r) => r.status === 401) && log.some((r) => r.status === 403), 'answered 401 and 403')
   await git(withHeader(developer.token), 'push', '-q', repoUrl, '--delete', 'dev-branch')
+})
+
+t.test('branch lists: search, pages; deleting branches', async (t) => {
+  const project = world.projects.demo
+  const heads = [sha.masterFirst, sha.masterSecond, sha.feature]
+  const seeded: string[] = []
+  for (const [i, head] of heads.entries()) {
+    seeded.push(
+      await seedAutosave(project, {
+        user: 'developer',
+        branch: 'master',
+        commitSha: sha.masterFirst,
+        head,
+        files: { 'notes.md': `draft ${i}\n` },
+        date: `2026-02-0${i + 1}T10:00:00+02:00`,
+      }),
+    )
+  }
+  const unchanged = `renku/autosave/developer/master/${sha.masterFirst.slice(0, 7)}/${sha.masterFirst.slice(0, 7)}`
+  t.equal(seeded[0], unchanged, 'named after the launch and the saved HEAD')
+  seeded.sort()
+  t.same(await autosaveBranches(project), seeded, 'real refs in the bare repository')
+  t.teardown(async () => {
+    for (const name of await autosaveBranches(project)) {
+      await execFileAsync('git', ['update-ref', '-d', `refs/heads/${name}`], {
+        env: { ...process.env, GIT_DIR: project.repoDir },
+      })
+    }
+  })
+
+  const all = await api('/projects/101/repository/branches', developer.token)
+  t.equal(all.status, 200)
+  t.same(
+    all.body.map((b: { name: string }) => b.name),
+    ['feature', 'master', ...seeded],
+    'every branch, by name',
+  )
+  t.equal(all.headers.get('x-total'), '5')
+  t.equal(all.headers.get('x-next-page'), '', 'one page')
+  t.match(
+    all.body.find((b: { name: string }) => b.name === unchanged),
+    {
+      default: false,
+      protected: false,
+      commit: { parent_ids: [sha.masterFirst], committed_date: '2026-02-01T10:00:00+02:00' },
+    },
+  )
+
+  const search = (term: string, extra = '') =>
+    api(`/projects/101/repository/branches?search=${encodeURIComponent(term)}${extra}`, developer.token)
+  t.same(
+    (await search('^renku/autosave/developer/')).body.map((b: { name: string }) => b.name),
+    seeded,
+    '^ anchors at the start',
+  )
+  t.same((await search('^autosave')).body, [], 'not a prefix')
+  t.same(
+    (await search('autosave/DEVELOPER')).body.map((b: { name: string }) => b.name),
+    seeded,
+    'contains, ignoring case',
+  )
+  t.same(
+    (await search(`${sha.masterFirst.slice(0, 7)}$`)).body.map((b: { name: string }) => b.name),
+    [unchanged],
+    '$ anchors at the end',
+  )
+  t.same((await search('^renku/autosave/dev/')).body, [], 'another user prefix')
+
+  const page1 = await search('^renku/', '&per_page=2')
+  t.equal(page1.body.length, 2)
+  t.equal(page1.headers.get('x-total'), '3')
+  t.equal(page1.headers.get('x-total-pages'), '2')
+  t.equal(page1.headers.get('x-next-page'), '2')
+  const page2 = await search('^renku/', '&per_page=2&page=2')
+  t.same(
+    page2.body.map((b: { name: string }) => b.name),
+    [seeded[2]],
+  )
+  t.equal(page2.headers.get('x-next-page'), '', 'the last page has no next')
+  t.equal((await search('^renku/', '&per_page=500')).headers.get('x-per-page'), '100', 'per_page caps at 100')
+  t.equal((await api('/projects/101/repository/branches', outsider.token)).status, 404, 'invisible project')
+  t.equal(
+    (await api('/projects/101/repository/branches', guest.token)).status,
+    403,
+    'a guest cannot read code',
+  )
+
+  const del = (branch: string, token?: string) =>
+    call(`${gitlab.url}/api/v4/projects/101/repository/branches/${encodeURIComponent(branch)}`, {
+      method: 'DELETE',
+      token,
+    })
+  const readApi = gitlab.issueToken('developer', { scopes: ['read_api', 'write_repository'] })
+  t.same((await del(seeded[0] as string, readApi.accessToken)).body, {
+    error: 'insufficient_scope',
+    error_description: 'The request requires higher privileges than provided by the access token.',
+    scope: 'api',
+  })
+  t.equal((await del(seeded[0] as string, guest.token)).status, 403, 'a guest may not delete')
+  t.equal((await del(seeded[0] as string, outsider.token)).status, 404, 'an outsider sees no project')
+  t.equal((await del(seeded[0] as string)).status, 401, 'anonymous')
+  const master = await del('master', maintainer.token)
+  t.equal(master.status, 400, 'never the default branch')
+  t.same(await autosaveBranches(project), seeded, 'nothing deleted by the refused')
+
+  const deleted = await del(seeded[0] as string, developer.token)
+  t.equal(deleted.status, 204)
+  t.equal(deleted.body, '', 'no content')
+  t.same(await autosaveBranches(project), seeded.slice(1), 'the ref is gone')
+  const again = await del(seeded[0] as string, developer.token)
+  t.equal(again.status, 404)
+  t.same(again.body, { message: '404 Branch Not Found' })
+  const raw = await call(`${gitlab.url}/api/v4/projects/101/repository/branches/${seeded[1]}`, {
+    method: 'DELETE',
+    token: developer.token,
+  })
+  t.equal(raw.status, 404, 'an unencoded / misses the route')
+  t.same(await autosaveBranches(project), seeded.slice(1))
+})
+
+t.test('personal access tokens tell their scopes', async (t) => {
+  const self = await api('/personal_access_tokens/self', developer.token)
+  t.equal(self.status, 200)
+  t.match(self.body, { scopes: ['api'], active: true, user_id: developer.id })
+  const oauth = gitlab.issueToken('developer', { scopes: ['read_api'] })
+  t.equal((await api('/personal_access_tokens/self', oauth.accessToken)).status, 404, 'not for OAuth tokens')
+  t.equal((await api('/personal_access_tokens/self', 'glpat-unknown')).status, 401)
 })

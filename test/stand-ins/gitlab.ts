@@ -455,8 +455,10 @@ export async function startGitLab(world: GitLabWorld): Promise<GitLabStandIn> {
 
   async function apiRoute(req: http.IncomingMessage, seg: string[], actor: Actor): Promise<Reply> {
     const method = req.method === 'HEAD' ? 'GET' : req.method
+    if (method === 'DELETE') return deleteRoute(seg, actor)
     if (method !== 'GET') throw routeMiss()
     const [a, b, c, d, e, f, g] = seg
+    if (a === 'personal_access_tokens' && b === 'self' && seg.length === 2) return selfToken(req)
     if (a === 'user' && seg.length === 1) {
       if (!actor.user) throw unauthorized()
       requireScope(actor, 'api', 'read_api', 'read_user')
@@ -505,21 +507,13 @@ export async function startGitLab(world: GitLabWorld): Promise<GitLabStandIn> {
       }
       const sha = await resolveCommit(p, `refs/heads/${e}`)
       if (!sha) throw notFound('Branch')
-      return {
-        status: 200,
-        body: {
-          name: e,
-          commit: await commitJson(base, p, sha),
-          merged: false,
-          protected: e === p.defaultBranch,
-          default: e === p.defaultBranch,
-          developers_can_push: false,
-          developers_can_merge: false,
-          can_push:
-            accessLevel(p, actor.user) >= (e === p.defaultBranch ? Access.maintainer : Access.developer),
-          web_url: `${base}/${pathWithNamespace(p)}/-/tree/${e}`,
-        },
-      }
+      return { status: 200, body: await branchJson(p, actor, e, sha) }
+    }
+
+    if (c === 'repository' && d === 'branches' && seg.length === 4) {
+      const p = visibleProject(b, actor)
+      if (!canReadCode(p, actor.user)) throw forbidden()
+      return listBranches(req, p, actor)
     }
 
     if (c === 'registry' && d === 'repositories') {
@@ -574,6 +568,117 @@ export async function startGitLab(world: GitLabWorld): Promise<GitLabStandIn> {
       }
     }
     throw routeMiss()
+  }
+
+  /** The single-branch object of `GET /projects/:id/repository/branches/:branch`. */
+  async function branchJson(p: GitLabProject, actor: Actor, name: string, sha: string) {
+    return {
+      name,
+      commit: await commitJson(base, p, sha),
+      merged: false,
+      protected: name === p.defaultBranch,
+      default: name === p.defaultBranch,
+      developers_can_push: false,
+      developers_can_merge: false,
+      can_push:
+        accessLevel(p, actor.user) >= (name === p.defaultBranch ? Access.maintainer : Access.developer),
+      web_url: `${base}/${pathWithNamespace(p)}/-/tree/${name}`,
+    }
+  }
+
+  /**
+   * `GET /projects/:id/repository/branches`: by name; `search` matches anywhere, `^term` at the
+   * start, `term$` at the end (case-insensitively, as GitLab's BranchesFinder); offset pagination.
+   */
+  async function listBranches(req: http.IncomingMessage, p: GitLabProject, actor: Actor): Promise<Reply> {
+    const query = new URL(req.url ?? '/', 'http://x').searchParams
+    const out = await git(p.repoDir, [
+      'for-each-ref',
+      '--format=%(refname:strip=2) %(objectname)',
+      'refs/heads',
+    ])
+    let refs = (out ?? '')
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => {
+        const space = line.lastIndexOf(' ')
+        return { name: line.slice(0, space), sha: line.slice(space + 1) }
+      })
+      .sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0))
+    const search = query.get('search')
+    if (search) {
+      const term = search.replace(/^\^/, '').replace(/\$$/, '').toLowerCase()
+      refs = refs.filter(({ name }) => {
+        const lower = name.toLowerCase()
+        if (search.startsWith('^')) return lower.startsWith(term)
+        if (search.endsWith('$')) return lower.endsWith(term)
+        return lower.includes(term)
+      })
+    }
+    const perPage = Math.min(Math.max(Number.parseInt(query.get('per_page') ?? '', 10) || 20, 1), 100)
+    const page = Math.max(Number.parseInt(query.get('page') ?? '', 10) || 1, 1)
+    const totalPages = Math.max(Math.ceil(refs.length / perPage), 1)
+    const slice = refs.slice((page - 1) * perPage, page * perPage)
+    return {
+      status: 200,
+      body: await Promise.all(slice.map(({ name, sha }) => branchJson(p, actor, name, sha))),
+      headers: {
+        'x-page': String(page),
+        'x-per-page': String(perPage),
+        'x-total': String(refs.length),
+        'x-total-pages': String(totalPages),
+        'x-next-page': page < totalPages ? String(page + 1) : '',
+        'x-prev-page': page > 1 ? String(page - 1) : '',
+      },
+    }
+  }
+
+  /**
+   * `DELETE /projects/:id/repository/branches/:branch`: a token with `api` and Developer access
+   * (`authorize_push_project`); never the default branch (400); the branch must exist (404).
+   */
+  async function deleteRoute(seg: string[], actor: Actor): Promise<Reply> {
+    const [a, b, c, d, e] = seg
+    if (a !== 'projects' || !b || c !== 'repository' || d !== 'branches' || !e || seg.length !== 5) {
+      throw routeMiss()
+    }
+    if (!actor.user) throw unauthorized()
+    requireScope(actor, 'api')
+    const p = visibleProject(b, actor)
+    if (accessLevel(p, actor.user) < Access.developer) throw forbidden()
+    if (e.startsWith('-') || !(await resolveCommit(p, `refs/heads/${e}`))) throw notFound('Branch')
+    if (e === p.defaultBranch) {
+      throw new HttpError(400, { message: 'The default branch of a project cannot be deleted.' })
+    }
+    if ((await git(p.repoDir, ['update-ref', '-d', `refs/heads/${e}`])) === undefined) {
+      throw new HttpError(500, { message: '500 Internal Server Error' })
+    }
+    return { status: 204 }
+  }
+
+  /**
+   * `GET /personal_access_tokens/self`: the scopes of the personal access token sent. The
+   * users' own tokens are personal access tokens here; tokens issued through OAuth are not (404).
+   */
+  function selfToken(req: http.IncomingMessage): Reply {
+    const token = tokenFromRequest(req, new URL(req.url ?? '/', 'http://x').searchParams)
+    const check = token === undefined ? undefined : checkToken(world, token)
+    if (!check?.ok) throw unauthorized()
+    if (check.oauth) throw routeMiss()
+    return {
+      status: 200,
+      body: {
+        id: check.user.id,
+        name: 'stand-in token',
+        revoked: false,
+        created_at: FIXED_DATE,
+        scopes: check.scopes,
+        user_id: check.user.id,
+        last_used_at: FIXED_DATE,
+        active: true,
+        expires_at: null,
+      },
+    }
   }
 
   /** Git smart HTTP through git-http-backend, with GitLab-like access control. */
@@ -770,6 +875,12 @@ export async function startGitLab(world: GitLabWorld): Promise<GitLabStandIn> {
     body: unknown,
     headers: Record<string, string> = {},
   ) {
+    if (body === undefined) {
+      // 204 No Content
+      res.writeHead(status, headers)
+      res.end()
+      return
+    }
     const text = typeof body === 'string' ? body : JSON.stringify(body)
     res.writeHead(status, {
       'content-type': typeof body === 'string' ? 'text/plain; charset=utf-8' : 'application/json',

@@ -3,11 +3,13 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
+import { autosavesOf, autosaveToRestore, parseAutosaveName } from '../../lib/autosave.js'
 import { ConfigError, loadConfig } from '../../lib/config.js'
 import type { ApiError } from '../../lib/errors.js'
 import { parseImage } from '../../lib/registry.js'
 import { parseBytes, resolveServerOptions } from '../../lib/server-options.js'
 import { matchesFilter, serverName, toServerObject } from '../../lib/servers.js'
+import { parseAutosavePath } from '../../routes/autosave.js'
 
 const required = { JUPYTERHUB_API_URL: 'http://hub:8081/hub/api', JUPYTERHUB_API_TOKEN: 'secret-token-value' }
 
@@ -236,6 +238,72 @@ t.test('server object from the hub server', async (t) => {
   )
   t.ok(matchesFilter(server, { namespace: 'ns', commit_sha: sha.toUpperCase() }))
   t.notOk(matchesFilter(server, { branch: 'dev' }))
+})
+
+t.test('autosave branch names and paths', async (t) => {
+  t.same(parseAutosaveName('renku/autosave/alice/feature/x/0123abc/4567def', 'alice'), {
+    branch: 'feature/x',
+    commit: '0123abc',
+  })
+  for (const [name, why] of <[string, string][]>[
+    ['renku/autosave/alice/master/0123abc/4567def', "another user's"],
+    ['renku/autosave/bob/0123abc/4567def', 'no branch'],
+    ['renku/autosave/bob/master/0123abc', 'no head'],
+    ['renku/autosave/bob/master/0123ABC/4567def', 'not a lower-case sha'],
+    ['renku/autosave/bob/master//0123abc/4567def', 'an empty part'],
+    ['master', 'no autosave'],
+  ]) {
+    t.equal(parseAutosaveName(name, 'bob'), null, why)
+  }
+
+  const branch = (name: string, date: string) => ({ name, commit: { id: 'x', committed_date: date } })
+  const branches = [
+    branch('renku/autosave/bob/master/0123abc/1111111', '2026-01-01T10:00:00+02:00'),
+    branch('renku/autosave/bob/master/0123abc/2222222', '2026-01-01T09:00:00Z'),
+    branch('renku/autosave/bob/master/0123abc/x/0123abc/3333333', '2026-02-01T00:00:00Z'),
+    branch('renku/autosave/bobby/master/0123abc/4444444', '2026-03-01T00:00:00Z'),
+  ]
+  t.same(
+    autosavesOf(branches, 'bob').map((save) => [save.name.slice(-7), save.date]),
+    [
+      ['3333333', '2026-02-01T00:00:00.000Z'],
+      ['2222222', '2026-01-01T09:00:00.000Z'],
+      ['1111111', '2026-01-01T08:00:00.000Z'],
+    ],
+    'newest first, by the instant (offsets count), never a user with a longer name',
+  )
+  t.equal(
+    autosaveToRestore(branches, 'bob', 'master', '0123ABCdef'),
+    'renku/autosave/bob/master/0123abc/2222222',
+    "the newest of exactly that launch, not of a branch 'master/0123abc/x'",
+  )
+  t.equal(autosaveToRestore(branches, 'bob', 'main', '0123abc'), undefined)
+
+  const cases: [string, string, unknown][] = [
+    ['GET', 'a/b/c/autosave', { kind: 'list', namespace: 'a/b', project: 'c' }],
+    ['HEAD', 'a%2Fb/c/autosave', { kind: 'list', namespace: 'a/b', project: 'c' }],
+    ['GET', 'autosave/c/autosave', { kind: 'list', namespace: 'autosave', project: 'c' }],
+    ['GET', 'c/autosave', null],
+    ['GET', 'a/c/autosave/x', null],
+    ['GET', 'a//c/autosave', null],
+    ['POST', 'a/c/autosave', null],
+    ['GET', 'a/%E0%A4%A/autosave', null],
+    [
+      'DELETE',
+      'g/autosave/p/autosave/renku/autosave/u/b/0123abc/4567def',
+      { kind: 'delete', namespace: 'g/autosave', project: 'p', name: 'renku/autosave/u/b/0123abc/4567def' },
+    ],
+    [
+      'DELETE',
+      'g/p/autosave/renku%2Fautosave%2Fu%2Fb%2F0123abc%2F4567def',
+      { kind: 'delete', namespace: 'g', project: 'p', name: 'renku/autosave/u/b/0123abc/4567def' },
+    ],
+    ['DELETE', 'g/p/autosave/whatever', { kind: 'delete', namespace: 'g', project: 'p', name: 'whatever' }],
+    ['DELETE', 'g/p/autosave', null],
+    ['DELETE', 'p/autosave/renku%2Fautosave%2Fu%2Fb%2F0123abc%2F4567def', null],
+  ]
+  for (const [method, path, expected] of cases)
+    t.same(parseAutosavePath(method, path), expected, `${method} ${path}`)
 })
 
 t.test('the process refuses a bad configuration with one line naming the variable', async (t) => {

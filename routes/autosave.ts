@@ -1,0 +1,208 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from '@sinclair/typebox'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { autosavesOf, parseAutosaveName, userAutosavePrefix } from '../lib/autosave.js'
+import { ApiError } from '../lib/errors.js'
+import { accessLevel } from '../lib/gitlab.js'
+import { gitlabTokenOf } from '../lib/launcher.js'
+import {
+  type AutosaveList,
+  AutosaveListSchema,
+  AutosaveParams,
+  AutosaveProjectParams,
+} from '../schemas/autosave.js'
+import { errors, upstreamErrors, userSecurity } from '../schemas/common.js'
+
+interface ProjectRef {
+  namespace: string
+  project: string
+}
+
+/** What an autosave path asks for, once the namespace's slashes are told from the rest. */
+type AutosavePath = ({ kind: 'list' } & ProjectRef) | ({ kind: 'delete'; name: string } & ProjectRef)
+
+const pathPart = /^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,254}$/
+
+/** Whether this can be a GitLab project path at all; anything else is not asked of GitLab. */
+function isProjectPath({ namespace, project }: ProjectRef): boolean {
+  return pathPart.test(project) && namespace.split('/').every((part) => pathPart.test(part))
+}
+
+function decodeParts(path: string): string[] | null {
+  try {
+    return path.split('/').map((part) => decodeURIComponent(part))
+  } catch {
+    return null
+  }
+}
+
+/**
+ * Reads `<namespace>/<project>/autosave` (GET) or `<namespace>/<project>/autosave/<name>`
+ * (DELETE) from the path after the service prefix, raw slashes anywhere in the namespace and
+ * the name. Null for any other path.
+ */
+export function parseAutosavePath(method: string, path: string): AutosavePath | null {
+  const parts = decodeParts(path)
+  if (!parts) return null
+  if (method === 'GET' || method === 'HEAD') {
+    if (parts.length < 3 || parts.at(-1) !== 'autosave') return null
+    const namespaceParts = parts.slice(0, -2)
+    const project = parts.at(-2) as string
+    if (project === '' || namespaceParts.includes('')) return null
+    return { kind: 'list', namespace: namespaceParts.join('/'), project }
+  }
+  if (method !== 'DELETE') return null
+  // `autosave` may also be a group's name or part of the branch name: prefer the split that
+  // leaves an autosave branch name after it.
+  const splits: number[] = []
+  for (let i = 2; i < parts.length - 1; i++) if (parts[i] === 'autosave') splits.push(i)
+  const split =
+    splits.find((i) =>
+      parts
+        .slice(i + 1)
+        .join('/')
+        .startsWith('renku/autosave/'),
+    ) ?? splits[0]
+  if (split === undefined) return null
+  const namespaceParts = parts.slice(0, split - 1)
+  const project = parts[split - 1] as string
+  if (project === '' || namespaceParts.includes('')) return null
+  return {
+    kind: 'delete',
+    namespace: namespaceParts.join('/'),
+    project,
+    name: parts.slice(split + 1).join('/'),
+  }
+}
+
+function noSuchAutosave(name: string): ApiError {
+  return new ApiError(404, 'AUTOSAVE_NOT_FOUND', `You have no autosave named ${name}.`)
+}
+
+/** The caller's autosaves of a project (SPEC 9): list them, delete one. */
+const autosaveRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
+  const { gitlab, jupyterhub, config } = fastify
+
+  async function project(user: string, ref: ProjectRef) {
+    const fullPath = `${ref.namespace}/${ref.project}`
+    if (!isProjectPath(ref)) {
+      throw new ApiError(
+        404,
+        'PROJECT_NOT_FOUND',
+        `The project ${fullPath} does not exist or you cannot see it.`,
+      )
+    }
+    const token = await gitlabTokenOf(jupyterhub, user)
+    return { token, project: await gitlab.getProject(token, fullPath) }
+  }
+
+  async function list(user: string, ref: ProjectRef): Promise<AutosaveList> {
+    const { token, project: found } = await project(user, ref)
+    // Only the caller's own: others' autosaves are never listed, even to a maintainer.
+    const branches = await gitlab.listBranches(token, found, userAutosavePrefix(user))
+    return { pvsSupport: false, autosaves: autosavesOf(branches, user) }
+  }
+
+  async function remove(user: string, ref: ProjectRef, name: string): Promise<void> {
+    // Another user's branch is "not found" before GitLab is asked anything.
+    if (!parseAutosaveName(name, user)) throw noSuchAutosave(name)
+    const { token, project: found } = await project(user, ref)
+    if (accessLevel(found) < config.minAccessLevel) {
+      throw new ApiError(
+        403,
+        'ACCESS_DENIED',
+        `Deleting autosaves of ${found.path_with_namespace} needs at least Developer access in GitLab.`,
+      )
+    }
+    if (!(await gitlab.deleteBranch(token, found, name))) throw noSuchAutosave(name)
+  }
+
+  const callerName = (request: FastifyRequest) => request.user?.name as string
+
+  fastify.get(
+    '/:namespace/:project/autosave',
+    {
+      onRequest: fastify.authenticate,
+      schema: {
+        operationId: 'listAutosaves',
+        summary: "The caller's autosaves of a project",
+        description:
+          'Work a stopped server had not committed and pushed, saved to GitLab as the branch ' +
+          '`renku/autosave/<user>/<branch>/<commit_sha[:7]>/<head[:7]>`; the next launch of that branch and ' +
+          'commit restores the newest. Only the caller’s own, newest first. `namespace` may contain `/` ' +
+          '(raw or as `%2F`).',
+        tags: ['autosave'],
+        security: userSecurity,
+        params: AutosaveProjectParams,
+        response: {
+          200: { ...Type.Ref(AutosaveListSchema), description: "The caller's autosaves, newest first." },
+          ...errors({
+            403: '`ACCESS_DENIED`: the caller may see the project but not its code; `GITLAB_SCOPE_MISSING`: their GitLab login lacks the `read_api` scope.',
+            404: '`PROJECT_NOT_FOUND`: no such project, or the caller cannot see it.',
+            ...upstreamErrors,
+          }),
+        },
+      },
+    },
+    async (request) => list(callerName(request), request.params),
+  )
+
+  fastify.delete(
+    '/:namespace/:project/autosave/:name',
+    {
+      onRequest: fastify.authenticate,
+      schema: {
+        operationId: 'deleteAutosave',
+        summary: 'Delete one of the caller’s autosaves',
+        description:
+          'Deletes the autosave branch in GitLab, so the next launch starts from the commit. `namespace` may ' +
+          'contain `/`, and `name` does: raw or as `%2F`.',
+        tags: ['autosave'],
+        security: userSecurity,
+        params: AutosaveParams,
+        response: {
+          204: { type: 'null', description: 'The autosave was deleted.' },
+          ...errors({
+            403:
+              '`ACCESS_DENIED`: the caller is below `NOTEBOOKS_MIN_ACCESS_LEVEL` in the project (or GitLab ' +
+              'protects the branch); `GITLAB_SCOPE_MISSING`: their GitLab login lacks the `api` scope.',
+            404:
+              '`PROJECT_NOT_FOUND`: no such project, or the caller cannot see it; `AUTOSAVE_NOT_FOUND`: the ' +
+              'caller has no such autosave (another user’s is not found either).',
+            ...upstreamErrors,
+          }),
+        },
+      },
+    },
+    async (request, reply) => {
+      const { name, ...ref } = request.params
+      await remove(callerName(request), ref, name)
+      return reply.code(204).send()
+    },
+  )
+
+  // Raw slashes in the namespace or the name, which no `:param` matches (nor one longer than the
+  // router's limit): read from the path. Every route the service has is more specific and wins;
+  // any other path stays a 404, without asking for credentials first.
+  const rest = (request: FastifyRequest) => {
+    const path = request.url.split('?')[0] as string
+    return path.startsWith(`${fastify.prefix}/`) ? path.slice(fastify.prefix.length + 1) : ''
+  }
+  fastify.route({
+    method: ['GET', 'DELETE'],
+    url: '/*',
+    schema: { hide: true },
+    onRequest: async (request: FastifyRequest, reply: FastifyReply) => {
+      if (parseAutosavePath(request.method, rest(request))) return fastify.authenticate(request, reply)
+    },
+    handler: async (request, reply) => {
+      const target = parseAutosavePath(request.method, rest(request))
+      if (!target) return reply.callNotFound()
+      if (target.kind === 'list') return list(callerName(request), target)
+      await remove(callerName(request), target, target.name)
+      return reply.code(204).send()
+    },
+  })
+}
+
+export default autosaveRoutes
