@@ -110,27 +110,24 @@ t.test('a stop through the service saves the work to an autosave branch', async 
   saved = { name, server: server.name, head }
 })
 
-t.test('a launch with the autosave restores it and deletes the branch', async (t) => {
+t.test('launching the same commit again restores it and deletes the branch', async (t) => {
   if (!saved) throw new Error('nothing was saved')
-  // The service passes `autosave` in the user options when it finds one; here the hub is asked
-  // directly with the options the service posted for the first launch.
-  const options = await hub.spawnedOptions('developer', saved.server)
-  const started = await hub.admin('POST', `/users/developer/servers/${saved.server}`, {
-    ...options,
-    autosave: saved.name,
-  })
-  t.ok([201, 202].includes(started.status), `started (${started.status})`)
-  const server = await eventually(
-    async () => {
-      const { status, body } = await stack.as(users.developer)<ServerObject>(
-        'GET',
-        `servers/${saved?.server}`,
-      )
-      return status === 200 && body.status.state === 'running' ? body : undefined
-    },
-    60_000,
-    'the restored server to be running',
+  const developer = stack.as(users.developer)
+  const listed = await developer<{ autosaves: { name: string; commit: string }[] }>(
+    'GET',
+    'demo-group/demo-project/autosave',
   )
+  t.equal(listed.status, 200)
+  t.same(
+    listed.body.autosaves.map((a) => a.name),
+    [saved.name],
+    'GET autosave lists it',
+  )
+
+  const server = await launch(users.developer, { commit_sha: masterFirst })
+  t.equal(server.name, saved.server, 'the same server again')
+  t.equal(server.annotations['renku.io/autosave'], saved.name, 'the server object names the autosave')
+  t.equal((await hub.spawnedOptions('developer', server.name))?.autosave, saved.name, 'passed to the spawner')
   const dir = workTree('developer', server.name)
   t.equal(await workGit(dir, 'rev-parse', 'HEAD'), saved.head, 'HEAD is the local commit')
   t.equal(await workGit(dir, 'rev-parse', '--abbrev-ref', 'HEAD'), 'master')
@@ -142,6 +139,11 @@ t.test('a launch with the autosave restores it and deletes the branch', async (t
     'the changes are back, uncommitted and unstaged',
   )
   t.same(await autosaves(), [], 'the autosave branch is gone')
+  t.same(
+    (await developer('GET', 'demo-group/demo-project/autosave')).body.autosaves,
+    [],
+    'and no longer listed',
+  )
   t.match(await serverLog('developer', server.name), `clone-repo: restored autosave ${saved.name}`)
 
   // Stopping it again saves the restored work again.
