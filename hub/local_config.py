@@ -298,7 +298,10 @@ class _ServerLog:
 
 class LocalRenkuSpawner(SimpleLocalProcessSpawner):
     """Runs the notebook server as a local process (as the hub's user) in a fresh clone of
-    the project at the requested commit, as the Kubernetes spawner does in its init container."""
+    the project at the requested commit, as the Kubernetes spawner does in its init container
+    (restoring the autosave named in the user options, if any). However the server stops, its
+    unsaved work is pushed to an autosave branch with `chart/files/autosave.sh` and a fresh
+    GitLab token, and its work directory is removed, as a pod's emptyDir goes with the pod."""
 
     def _log_path(self):
         return os.path.join(LOGS_DIR, f"{_safe(self.user.name)}--{_safe(self.name)}.log")
