@@ -21,6 +21,12 @@ Run as ``/usr/bin/jupyterhub -f hub/local_config.py`` with the current directory
   JHUB_NAMED_SERVER_LIMIT       named servers per user, 0 = unlimited (default 0)
   JHUB_CONCURRENT_SPAWN_LIMIT   (default 100)
   JHUB_CLONE_TIMEOUT            seconds the clone may take (default 120)
+  JHUB_GITLAB_URL               GitLab base URL, to check and refresh users' tokens when a server
+                                stops (default: derived from the server's repository URL)
+  JHUB_GITLAB_CLIENT_ID         the GitLab OAuth application users log in with; with the secret,
+  JHUB_GITLAB_CLIENT_SECRET     lets the hub refresh an expired token (auth_state.refresh_token)
+  JHUB_AUTOSAVE_TIMEOUT         seconds a save at stop time may take (default 20)
+  JHUB_POLL_INTERVAL            seconds between the hub's checks that servers still run (default 30)
   JHUB_LEGACY_ADMIN             "1": also give the notebooks service the legacy admin flag
   JHUB_LOG_LEVEL                hub log level (default INFO)
 
@@ -33,8 +39,13 @@ import json
 import os
 import re
 import secrets
+import shutil
+import signal
 import subprocess
+import sys
+import time
 from datetime import datetime, timezone
+from urllib.parse import urlsplit
 
 from jupyterhub.auth import DummyAuthenticator
 from jupyterhub.spawner import SimpleLocalProcessSpawner
@@ -66,7 +77,12 @@ def env_int(name, default):
 
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CLONE_SCRIPT = os.path.normpath(os.path.join(HERE, "..", "chart", "files", "clone-repo.sh"))
+CHART_FILES = os.path.normpath(os.path.join(HERE, "..", "chart", "files"))
+CLONE_SCRIPT = os.path.join(CHART_FILES, "clone-repo.sh")
+AUTOSAVE_SCRIPT = os.path.join(CHART_FILES, "autosave.sh")
+# The same token refresh as the Kubernetes spawner config (the chart mounts it beside it).
+sys.path.insert(0, CHART_FILES)
+from gitlab_token import fresh_gitlab_token  # noqa: E402
 
 RUN_DIR = os.path.abspath(required("JHUB_RUN_DIR"))
 LOGS_DIR = os.path.abspath(env("JHUB_LOGS_DIR", os.path.join(RUN_DIR, "logs")))
@@ -226,6 +242,13 @@ c.JupyterHub.load_roles = roles
 # --- spawner ---------------------------------------------------------------------------------
 
 CLONE_TIMEOUT = env_int("JHUB_CLONE_TIMEOUT", 120)
+AUTOSAVE_TIMEOUT = env_int("JHUB_AUTOSAVE_TIMEOUT", 20)
+# Checking (and refreshing) the token, in all; the save script has AUTOSAVE_TIMEOUT of its own,
+# so a stop takes at most about TOKEN_TIMEOUT + AUTOSAVE_TIMEOUT + 5 s more when GitLab hangs.
+TOKEN_TIMEOUT = 10
+GITLAB_URL = env("JHUB_GITLAB_URL")
+GITLAB_CLIENT_ID = env("JHUB_GITLAB_CLIENT_ID")
+GITLAB_CLIENT_SECRET = env("JHUB_GITLAB_CLIENT_SECRET")
 SINGLEUSER = "/usr/bin/jupyterhub-singleuser"
 SINGLEUSER_CMD = [SINGLEUSER] if os.path.exists(SINGLEUSER) else ["jupyterhub-singleuser"]
 
@@ -245,9 +268,40 @@ def _now():
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _gitlab_url(launch):
+    """GitLab's base URL: configured, else the repository URL without `/<namespace>/<project>.git`."""
+    if GITLAB_URL:
+        return GITLAB_URL
+    repository = str(launch.get("repository") or "")
+    suffix = f"/{launch.get('namespace')}/{launch.get('project')}.git"
+    if repository.endswith(suffix):
+        return repository[: -len(suffix)]
+    parts = urlsplit(repository)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else None
+
+
+class _ServerLog:
+    """The hub's log, with warnings also in the server's log file (what `logs` shows the user)."""
+
+    def __init__(self, spawner):
+        self.spawner = spawner
+
+    def info(self, message, *args):
+        self.spawner.log.info(message, *args)
+
+    def warning(self, message, *args):
+        self.spawner.log.warning(message, *args)
+        self.spawner._append_log(f"[{_now()}] " + (message % args if args else message))
+
+    error = warning
+
+
 class LocalRenkuSpawner(SimpleLocalProcessSpawner):
     """Runs the notebook server as a local process (as the hub's user) in a fresh clone of
-    the project at the requested commit, as the Kubernetes spawner does in its init container."""
+    the project at the requested commit, as the Kubernetes spawner does in its init container
+    (restoring the autosave named in the user options, if any). However the server stops, its
+    unsaved work is pushed to an autosave branch with `chart/files/autosave.sh` and a fresh
+    GitLab token, and its work directory is removed, as a pod's emptyDir goes with the pod."""
 
     def _log_path(self):
         return os.path.join(LOGS_DIR, f"{_safe(self.user.name)}--{_safe(self.name)}.log")
@@ -278,6 +332,8 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
             "GIT_LFS_AUTO_FETCH": "true" if lfs else "false",
             "GIT_ACCESS_TOKEN": token or "",
         }
+        if isinstance(opts.get("autosave"), str) and opts["autosave"]:
+            clone_env["GIT_AUTOSAVE_BRANCH"] = opts["autosave"]
         os.makedirs(self.home_dir, exist_ok=True)
         proc = await asyncio.create_subprocess_exec(
             "/bin/sh",
@@ -306,12 +362,138 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
             reason = reason.removeprefix("clone-repo: error: ")
             self._fail(f"could not check out the repository: {reason}")
 
+    # --- work tree and autosave ---------------------------------------------------------------
+    # What a save at stop time needs, kept in the spawner's state (get_state/load_state) so that it
+    # survives a hub restart and the clear_state() that poll() makes when the process has ended.
+    # None when no work tree is left to save.
+    autosave_launch = None
+
+    def _work_dir(self):
+        return os.path.join(WORK_DIR, _safe(self.user.name), _safe(self.name))
+
+    def load_state(self, state):
+        super().load_state(state)
+        launch = state.get("autosave_launch")
+        self.autosave_launch = launch if isinstance(launch, dict) else None
+
+    def get_state(self):
+        state = super().get_state()
+        if self.autosave_launch:
+            state["autosave_launch"] = self.autosave_launch
+        return state
+
+    def _autosave_lock(self):
+        lock = getattr(self, "_autosave_lock_obj", None)
+        if lock is None:
+            lock = self._autosave_lock_obj = asyncio.Lock()
+        return lock
+
+    async def _run_autosave(self, launch, token):
+        """Runs autosave.sh on the work tree; returns its one line."""
+        save_env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": self.home_dir,
+            "LANG": os.environ.get("LANG", "C.UTF-8"),
+            "JHUB_MARKER": MARKER,
+            "GIT_TARGET_DIR": launch["target"],
+            "AUTOSAVE_USER": self.user.name,
+            "GIT_BRANCH": str(launch.get("branch") or ""),
+            "GIT_COMMIT_SHA": str(launch.get("commit_sha") or ""),
+            "GIT_REPOSITORY_URL": str(launch.get("repository") or ""),
+            "GIT_ACCESS_TOKEN": token or "",
+            "AUTOSAVE_TIMEOUT": str(AUTOSAVE_TIMEOUT),
+        }
+        os.makedirs(self.home_dir, exist_ok=True)
+        proc = await asyncio.create_subprocess_exec(
+            "/bin/sh",
+            AUTOSAVE_SCRIPT,
+            env=save_env,
+            cwd=self.home_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), AUTOSAVE_TIMEOUT + 5)
+        except asyncio.TimeoutError:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            await proc.wait()
+            return f"autosave: error: timed out after {AUTOSAVE_TIMEOUT} s"
+        text = out.decode("utf-8", "replace")
+        if token:
+            text = text.replace(token, "***")  # the script never prints it; belt and braces
+        lines = [line for line in text.splitlines() if line.strip()]
+        return lines[-1] if lines else f"autosave: error: exit status {proc.returncode}"
+
+    async def _save_work(self, why):
+        """Saves the work tree's unsaved work to GitLab, then removes the server's work directory,
+        as a pod's emptyDir goes with the pod. Never raises: a stop must complete."""
+        async with self._autosave_lock():
+            launch = self.autosave_launch
+            work = self._work_dir()
+            try:
+                # Only a work tree the clone completed (it leaves a marker): a failed clone holds no work.
+                marker = os.path.join((launch or {}).get("target", ""), ".git", "renku-clone-done")
+                cloned = launch and os.path.isfile(marker)
+                if cloned:
+                    began = time.monotonic()
+                    server_log = _ServerLog(self)
+                    try:
+                        token = await asyncio.wait_for(
+                            fresh_gitlab_token(
+                                self.user,
+                                _gitlab_url(launch),
+                                GITLAB_CLIENT_ID,
+                                GITLAB_CLIENT_SECRET,
+                                log=server_log,
+                                timeout=TOKEN_TIMEOUT / 2,
+                            ),
+                            TOKEN_TIMEOUT,
+                        )
+                    except asyncio.TimeoutError:
+                        # GitLab does not answer: the push will say so with its own reason.
+                        server_log.warning("Checking the GitLab token of %s timed out", self.user.name)
+                        token = (await self.user.get_auth_state() or {}).get("access_token")
+                    if token:
+                        line = await self._run_autosave(launch, token)
+                    else:
+                        line = "autosave: error: no usable GitLab token (the user has to log in again)"
+                    self._append_log(f"[{_now()}] {line} ({why}; {time.monotonic() - began:.1f} s)")
+                    level = self.log.warning if ": error: " in line else self.log.info
+                    level("%s %s: %s", why, self._log_name, line)
+            except Exception:
+                self.log.exception("Autosave of %s failed", self._log_name)
+            finally:
+                self.autosave_launch = None
+                await asyncio.to_thread(shutil.rmtree, work, True)
+
+    async def stop(self, now=False):
+        await super().stop(now=now)
+        await self._save_work("stopped")
+
+    async def run_post_stop_hook(self):
+        # Also when the process ended on its own: the hub then stops the server without stop().
+        await self._save_work("ended")
+        result = super().run_post_stop_hook()
+        if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+            await result
+
     async def start(self):
         opts = dict(self.user_options or {})
         user = _safe(self.user.name)
         server = _safe(self.name)
         self._append_log(f"[{_now()}] starting {self.user.name}/{self.name}")
         self._launch_reset()  # progress(): this start's steps
+        if os.path.exists(self._work_dir()):
+            # Left by a hub that ended without stopping the server: never silently reused, as a
+            # new pod starts empty; its work is saved first, as at a stop.
+            if self.autosave_launch is None and opts.get("repository"):
+                self.autosave_launch = self._launch_of(opts)
+            await self._save_work("left from an earlier run")
 
         with open(os.path.join(SPAWNED_DIR, f"{user}--{server}.json"), "w") as f:
             json.dump(opts, f, indent=2, sort_keys=True)
@@ -324,6 +506,8 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
         work = os.path.join(WORK_DIR, user, server)
         if opts.get("repository"):
             target = os.path.join(work, _safe(opts.get("project") or "project"))
+            # From here on a stop saves what is in the work tree (also after a failed clone).
+            self.autosave_launch = self._launch_of(opts)
             auth_state = await self.user.get_auth_state() or {}
             self._report_clone(opts)  # progress(): the `cloning` step
             await self._clone(opts, target, auth_state.get("access_token"))
@@ -353,6 +537,16 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
             return await super().start()
         finally:
             log.close()
+
+    def _launch_of(self, opts):
+        return {
+            "target": os.path.join(self._work_dir(), _safe(opts.get("project") or "project")),
+            "namespace": str(opts.get("namespace") or ""),
+            "project": str(opts.get("project") or ""),
+            "branch": str(opts.get("branch") or ""),
+            "commit_sha": str(opts.get("commit_sha") or ""),
+            "repository": str(opts.get("repository") or ""),
+        }
 
     # --- progress: the steps of a start for the hub's progress stream (Spawner.progress) --------
     # The service maps these messages to its steps (lib/progress/steps.ts `stepOfHubMessage`).
@@ -416,4 +610,5 @@ c.Spawner.environment = {
     "JHUB_MARKER": MARKER,
 }
 c.Spawner.http_timeout = env_int("JHUB_HTTP_TIMEOUT", 30)
+c.Spawner.poll_interval = env_int("JHUB_POLL_INTERVAL", 30)
 c.Spawner.start_timeout = CLONE_TIMEOUT + 60

@@ -8,6 +8,12 @@
 #   GIT_TARGET_DIR       work tree to create (or reuse)
 #   GIT_LFS_AUTO_FETCH   "true" to fetch LFS objects, anything else skips them
 #   GIT_ACCESS_TOKEN     the user's GitLab OAuth token; empty for public projects
+#   GIT_AUTOSAVE_BRANCH  optional: an autosave branch (renku/autosave/...) to restore on top
+#
+# Restoring an autosave (see autosave.sh): HEAD goes to the saved HEAD (the autosave commit's
+# parent) on GIT_BRANCH, the working directory becomes the saved one with the differences
+# unstaged and uncommitted, and the autosave branch is deleted on the remote. An autosave
+# that cannot be restored is logged and the plain checkout stands: it never fails the clone.
 #
 # The token only ever travels in the environment of the git processes
 # (GIT_CONFIG_* -> http.extraHeader): never on a command line, in .git/config
@@ -25,6 +31,7 @@ sha=${GIT_COMMIT_SHA:-}
 branch=${GIT_BRANCH:-}
 target=${GIT_TARGET_DIR:-}
 lfs=${GIT_LFS_AUTO_FETCH:-false}
+autosave=${GIT_AUTOSAVE_BRANCH:-}
 token=${GIT_ACCESS_TOKEN:-}
 unset GIT_ACCESS_TOKEN
 
@@ -78,11 +85,20 @@ run_git() {
   fi
 }
 
+# Written when a run completes: a rerun (a restarted init container) keeps the work tree as it is.
+done_marker=.git/renku-clone-done
 is_repo=false
 if [ -d "$target/.git" ]; then
   is_repo=true
   origin=$(git -C "$target" config --get remote.origin.url 2>/dev/null || true)
   [ "$origin" = "$url" ] || fail "$target already holds a different repository"
+  prepared=$(cat "$target/$done_marker" 2>/dev/null || true)
+  case "$prepared" in
+    "$sha"*" $branch")
+      log "$target is already at $sha on $branch, prepared by an earlier run"
+      exit 0
+      ;;
+  esac
   head=$(git -C "$target" rev-parse -q --verify HEAD 2>/dev/null || true)
   current=$(git -C "$target" symbolic-ref -q --short HEAD 2>/dev/null || true)
   case "$head" in
@@ -130,6 +146,58 @@ head=$(git rev-parse HEAD)
 [ "$head" = "$full" ] || fail "HEAD is $head, expected $full"
 log "checked out $branch at $full"
 
+# Last line of a failed git's output, for a log line.
+last_words() { printf '%s\n' "$1" | sed '/^[[:space:]]*$/d' | tail -n 1 | sed 's/^fatal: //; s/^error: //'; }
+
+restore_autosave() {
+  case "$autosave" in
+    renku/autosave/*) ;;
+    *)
+      log "'$autosave' is not an autosave branch; not restored"
+      return 0
+      ;;
+  esac
+  if ! git check-ref-format --branch "$autosave" >/dev/null 2>&1; then
+    log "'$autosave' is not a valid branch name; not restored"
+    return 0
+  fi
+  saved_ref=refs/renku/autosave
+  if ! out=$(git fetch -q --no-tags origin "+refs/heads/$autosave:$saved_ref" 2>&1); then
+    last=$(last_words "$out")
+    log "could not fetch autosave $autosave${last:+: $last}; starting from $full"
+    return 0
+  fi
+  saved=$(git rev-parse -q --verify "$saved_ref^{commit}" 2>/dev/null)
+  if ! saved_head=$(git rev-parse -q --verify "$saved^1^{commit}" 2>/dev/null); then
+    git update-ref -d "$saved_ref" >/dev/null 2>&1
+    log "autosave $autosave has no parent commit; not restored, starting from $full"
+    return 0
+  fi
+  # HEAD at the saved HEAD; then index and files from the saved tree, and the index back to HEAD:
+  # the saved differences are left unstaged, new files untracked.
+  if ! out=$(git checkout -q -B "$branch" "$saved_head" 2>&1 &&
+    git read-tree -u --reset "$saved" 2>&1 && git reset -q 2>&1); then
+    last=$(last_words "$out")
+    git checkout -q -f -B "$branch" "$full" >/dev/null 2>&1
+    git update-ref -d "$saved_ref" >/dev/null 2>&1
+    log "could not restore autosave $autosave${last:+: $last}; starting from $full"
+    return 0
+  fi
+  git branch -q --set-upstream-to="origin/$branch" "$branch" >/dev/null 2>&1 || true
+  git update-ref -d "$saved_ref" >/dev/null 2>&1
+  log "restored autosave $autosave"
+  # Restored once: the branch goes, so a later stop saves afresh and nothing is restored twice.
+  if out=$(git push -q origin --delete "$autosave" 2>&1); then
+    log "deleted autosave branch $autosave"
+  else
+    last=$(last_words "$out")
+    log "could not delete autosave branch $autosave${last:+: $last}"
+  fi
+}
+if [ -n "$autosave" ]; then
+  restore_autosave || true # (and `set -e` does not apply inside)
+fi
+
 if [ "$lfs" = true ]; then
   if git lfs version >/dev/null 2>&1; then
     run_git 'cannot set up git-lfs' lfs install --local
@@ -139,3 +207,5 @@ if [ "$lfs" = true ]; then
     log 'git-lfs is not installed; LFS objects were not fetched'
   fi
 fi
+
+printf '%s %s\n' "$full" "$branch" >"$done_marker" 2>/dev/null || true

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -220,6 +221,12 @@ t.test('a real hub with the local spawner', async (t) => {
     [204, 204, 204],
     'stopped and removed',
   )
+  t.match(
+    await readFile(hub.serverLogPath('alice', 'demo'), 'utf8'),
+    /autosave: nothing to save \(stopped; [\d.]+ s\)/,
+    'the stop looked for unsaved work',
+  )
+  t.notOk(existsSync(workTree), 'the work directory goes with the server, as an emptyDir does')
   // Password logins: the GitLab token comes from JHUB_GITLAB_TOKENS, else what was stored stays.
   const login = async (username: string) => {
     const res = await fetch(`${hub.publicUrl}/hub/login`, {

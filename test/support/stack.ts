@@ -70,7 +70,17 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const host = options.host ?? '127.0.0.1'
     const port = options.port ?? (await freePort())
     const serviceToken = randomBytes(24).toString('hex')
-    const hub = await startHub({ serviceUrl: `http://${host}:${port}`, serviceToken, env: options.hubEnv })
+    const hub = await startHub({
+      serviceUrl: `http://${host}:${port}`,
+      serviceToken,
+      // The hub checks and refreshes users' GitLab tokens when it saves a stopping server's work.
+      env: {
+        JHUB_GITLAB_URL: gitlab.url,
+        JHUB_GITLAB_CLIENT_ID: world.oauthApplication.uid,
+        JHUB_GITLAB_CLIENT_SECRET: world.oauthApplication.secret,
+        ...options.hubEnv,
+      },
+    })
     cleanups.push(() => hub.stop())
     const config = loadConfig({
       JUPYTERHUB_API_URL: hub.apiUrl,
