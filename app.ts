@@ -91,6 +91,10 @@ const fastifyClientErrors = new Map<string, [ErrorCode, string]>([
   ['FST_ERR_CTP_BODY_TOO_LARGE', ['BODY_TOO_LARGE', 'The request body is too large.']],
 ])
 
+function routeNotFound(request: FastifyRequest): ApiError {
+  return new ApiError(404, 'ROUTE_NOT_FOUND', `There is no ${request.method} ${pathOf(request.url)}.`)
+}
+
 function internalError(): ApiError {
   return new ApiError(500, 'INTERNAL_ERROR', 'Something went wrong on our side; the error has been logged.')
 }
@@ -159,10 +163,14 @@ function pathOf(url: string): string {
   return url.split('?')[0] ?? url
 }
 
+/** Why a request failed on the service's or an upstream's side, for its log line. */
+const failures = new WeakMap<FastifyRequest, Record<string, unknown>>()
+
 /**
- * One log line per request, when it is answered, instead of Fastify's two: at `warn` for a 5xx,
- * at `info` for a slow one, else at `debug` (operators turn it up when they need it). The path
- * only, no query (it may hold a one-time login code) and no headers (tokens, cookies).
+ * One log line per request, when it is answered, instead of Fastify's two: at `error` for an
+ * unexpected error, `warn` for another 5xx (with the upstream's failure), `info` for a slow
+ * request, else `debug` (operators turn it up when they need it). The path only, no query (it
+ * may hold a one-time login code) and no headers (tokens, cookies).
  */
 export class OneLinePerRequest extends LogController {
   override incomingRequest(): void {}
@@ -174,9 +182,18 @@ export class OneLinePerRequest extends LogController {
   ): void {
     const status = reply.statusCode
     const ms = Math.round(reply.elapsedTime)
-    const level = error || status >= 500 ? 'warn' : ms > SLOW_REQUEST_MS ? 'info' : 'debug'
+    const failure = failures.get(request) ?? (error ? { err: error } : undefined)
+    const level =
+      failure?.err !== undefined ? 'error' : status >= 500 ? 'warn' : ms > SLOW_REQUEST_MS ? 'info' : 'debug'
     reply.log[level](
-      { method: request.method, url: pathOf(request.url), route: request.routeOptions.url, status, ms },
+      {
+        method: request.method,
+        url: pathOf(request.url),
+        route: request.routeOptions.url,
+        status,
+        ms,
+        ...failure,
+      },
       'request',
     )
   }
@@ -247,28 +264,22 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   app.setErrorHandler((err: FastifyError, request, reply) => {
     let error: ApiError
     try {
-      error = toApiError(err)
+      // A body sent to no route is refused as such, whatever is wrong with the body.
+      error = request.is404 ? routeNotFound(request) : toApiError(err)
+      // Told in the request's one log line (OneLinePerRequest); never sent to the client.
       if (error instanceof UpstreamError) {
-        request.log.warn(
-          { upstream: error.upstream, failure: error.failure, detail: error.detail },
-          'upstream failure',
-        )
+        failures.set(request, { upstream: error.upstream, failure: error.failure, detail: error.detail })
       } else if (error.statusCode >= 500) {
-        request.log.error({ err }, 'unexpected error')
+        failures.set(request, { err })
       }
     } catch (failure) {
       // Whatever went wrong, the client still gets the error body, never Fastify's own.
-      request.log.error({ err: failure }, 'the error handler failed')
+      failures.set(request, { err, errorHandlerFailure: failure })
       error = internalError()
     }
     return sendError(reply, error)
   })
-  app.setNotFoundHandler((request, reply) =>
-    sendError(
-      reply,
-      new ApiError(404, 'ROUTE_NOT_FOUND', `There is no ${request.method} ${pathOf(request.url)}.`),
-    ),
-  )
+  app.setNotFoundHandler((request, reply) => sendError(reply, routeNotFound(request)))
 
   await app.register(configPlugin, { config })
   await app.register(swaggerPlugin)
