@@ -26,11 +26,13 @@ interface ResponseSchema {
 }
 type Document = {
   openapi: string
+  info: { version: string }
   paths: Record<string, Record<string, Operation>>
   components: { schemas: Record<string, unknown>; securitySchemes: Record<string, unknown> }
 }
 
 const PREFIX = '/services/notebooks/'
+const ROOT = path.resolve(import.meta.dirname, '..')
 /** Operations anyone may call (SPEC section 3). */
 const PUBLIC = new Set(['health', 'ready', 'openapi', 'login', 'oauthCallback', 'logout'])
 /** Error responses that are not the Error body, and why. */
@@ -58,6 +60,8 @@ t.test('the OpenAPI document', async (t) => {
     await t.resolves(SwaggerParser.validate(structuredClone(doc) as never), 'swagger-parser accepts it')
     t.ok(doc.components.schemas.Error, 'the shared Error schema is a component')
     t.same(Object.keys(doc.components.securitySchemes).sort(), ['hubToken', 'session'])
+    const pkg = JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }
+    t.equal(doc.info.version, pkg.version, "the document's version is the package's")
   })
 
   const operations: { method: string; path: string; op: Operation }[] = []
@@ -196,10 +200,14 @@ t.test('the OpenAPI document', async (t) => {
     const ui = await app.inject({ url: `${PREFIX}docs/` })
     t.equal(ui.statusCode, 200)
     t.match(ui.headers['content-type'], /text\/html/)
+    for (const url of [PREFIX, PREFIX.replace(/\/$/, '')]) {
+      const home = await app.inject({ url })
+      t.equal(home.statusCode, 302, `${url} redirects`)
+      t.equal(home.headers.location, `${PREFIX}docs`, `${url}: to the docs`)
+    }
   })
 })
 
-const ROOT = path.resolve(import.meta.dirname, '..')
 /** The service's sources; the code list itself and the configuration (variable names) aside. */
 const SOURCE_DIRS = ['.', 'lib', 'plugins', 'routes']
 const NOT_ANSWERING = new Set(['lib/error-codes.ts', 'lib/config.ts'])
