@@ -172,7 +172,7 @@ const failures = new WeakMap<FastifyRequest, Record<string, unknown>>()
  * request, else `debug` (operators turn it up when they need it). The path only, no query (it
  * may hold a one-time login code) and no headers (tokens, cookies).
  */
-export class OneLinePerRequest extends LogController {
+class OneLinePerRequest extends LogController {
   override incomingRequest(): void {}
 
   override requestCompleted(
@@ -229,10 +229,9 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
           ? new ApiError(400, 'BAD_URL', 'The URL is not validly percent-encoded.')
           : internalError()
       // Fastify does not report these to the log controller: their one line is written here.
-      request.log.debug(
-        { method: request.method, url: pathOf(request.url), status: error.statusCode },
-        'request',
-      )
+      const line = { method: request.method, url: pathOf(request.url), status: error.statusCode }
+      if (error.statusCode >= 500) request.log.error({ ...line, err }, 'request')
+      else request.log.debug(line, 'request')
       sendError(reply as FastifyReply, error)
     },
     clientErrorHandler,
