@@ -726,6 +726,7 @@ t.test('the request log: one line per request, errors and slow ones above debug,
     )
   }
 
+  // Twice: a read is retried once.
   hub.failNext(/\/users\/developer/, 502, 2)
   const failed = await call('servers')
   t.equal(failed.res.statusCode, 502)
