@@ -91,9 +91,17 @@ export async function runExample(options: ExampleOptions): Promise<ExampleResult
     headers: { authorization: `token ${options.token}` },
   })
 
-  const launched = await client.POST('/servers', {
-    body: { namespace: options.namespace, project: options.project, commit_sha: options.commitSha },
-  })
+  const launch = () =>
+    client.POST('/servers', {
+      body: { namespace: options.namespace, project: options.project, commit_sha: options.commitSha },
+    })
+  let launched = await launch()
+  // Error codes are typed per answer: the hub's spawn limit is worth waiting for.
+  for (let tries = 1; launched.error?.code === 'TOO_MANY_SPAWNS' && tries < 3; tries++) {
+    const seconds = Number(launched.response.headers.get('retry-after') ?? 10)
+    await new Promise((resolve) => setTimeout(resolve, seconds * 1000))
+    launched = await launch()
+  }
   if (!launched.data) throw failure('launch', launched.response.status, launched.error)
   const name = launched.data.name
   log(`launch: ${launched.response.status} ${name} (${launched.data.status.state})`)

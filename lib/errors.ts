@@ -1,22 +1,25 @@
 /** Errors the service answers with, in the body of SPEC section 6. */
+import type { ErrorCode } from './error-codes.js'
+
+export type { ErrorCode } from './error-codes.js'
 
 export type FieldErrors = Record<string, string[]>
 
 export interface ErrorBody {
   messages: { error: string; json?: FieldErrors; query?: FieldErrors; params?: FieldErrors }
-  code: string
+  code: ErrorCode
 }
 
 /** An error with an HTTP status and a stable machine code, safe to show to the client. */
 export class ApiError extends Error {
   readonly statusCode: number
-  readonly code: string
+  readonly code: ErrorCode
   readonly headers: Record<string, string>
   readonly fields?: { part: 'json' | 'query' | 'params'; errors: FieldErrors }
 
   constructor(
     statusCode: number,
-    code: string,
+    code: ErrorCode,
     message: string,
     options: { headers?: Record<string, string>; fields?: ApiError['fields']; cause?: unknown } = {},
   ) {
@@ -39,7 +42,7 @@ export type Upstream = 'JupyterHub' | 'GitLab' | 'Kubernetes' | 'the image regis
 export type UpstreamFailure = 'bad_response' | 'unavailable' | 'timeout'
 
 const failureStatus: Record<UpstreamFailure, number> = { bad_response: 502, unavailable: 503, timeout: 504 }
-const failureCode: Record<UpstreamFailure, string> = {
+const failureCode: Record<UpstreamFailure, ErrorCode> = {
   bad_response: 'UPSTREAM_BAD_RESPONSE',
   unavailable: 'UPSTREAM_UNAVAILABLE',
   timeout: 'UPSTREAM_TIMEOUT',

@@ -85,27 +85,31 @@ export function resolveServerOptions(
   options: ServerOptions,
   posted: Record<string, unknown> = {},
 ): ServerOptionValues {
-  const errors: Record<string, string[]> = {}
+  // Posted keys are the client's (`toString`, `constructor`…): only own properties count as options.
+  const errors = new Map<string, string[]>()
   for (const [key, value] of Object.entries(posted)) {
-    const option = options[key]
+    const option = Object.hasOwn(options, key) ? options[key] : undefined
     if (!option) {
-      errors[`serverOptions.${key}`] = [
+      errors.set(`serverOptions.${key}`, [
         `is not a server option; known options: ${Object.keys(options).join(', ')}`,
-      ]
+      ])
       continue
     }
     const why = problem(option, value)
-    if (why) errors[`serverOptions.${key}`] = [why]
+    if (why) errors.set(`serverOptions.${key}`, [why])
   }
-  const names = Object.keys(errors)
-  if (names.length) {
-    throw new ApiError(422, 'INVALID_SERVER_OPTIONS', `Invalid server options: ${names.join(', ')}.`, {
-      fields: { part: 'json', errors },
-    })
+  if (errors.size) {
+    throw new ApiError(
+      422,
+      'INVALID_SERVER_OPTIONS',
+      `Invalid server options: ${[...errors.keys()].join(', ')}.`,
+      { fields: { part: 'json', errors: Object.fromEntries(errors) } },
+    )
   }
-  const values: ServerOptionValues = {}
-  for (const [key, option] of Object.entries(options)) {
-    values[key] = (posted[key] as ServerOptionValues[string] | undefined) ?? option.default
-  }
-  return values
+  return Object.fromEntries(
+    Object.entries(options).map(([key, option]) => {
+      const chosen = Object.hasOwn(posted, key) ? (posted[key] as ServerOptionValues[string]) : undefined
+      return [key, chosen ?? option.default]
+    }),
+  )
 }

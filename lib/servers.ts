@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
 import type { ServerFilter, ServerObject } from '../schemas/servers.js'
+import { ApiError } from './errors.js'
 import type { HubServer } from './jupyterhub.js'
 import type { PodView } from './pods.js'
 
@@ -12,6 +13,24 @@ export function serverName(namespace: string, project: string, branch: string, c
     .update(namespace + project + branch + commitSha)
     .digest('hex')
   return `${project.slice(0, 54)}-${digest.slice(0, 8)}`
+}
+
+/** No server name is longer (`serverName` keeps to it, as Kubernetes label values must). */
+export const MAX_SERVER_NAME_LENGTH = 63
+
+/** Whether a server could have this name; one that cannot names no server, so it is a 404. */
+export function couldBeServerName(name: string): boolean {
+  return name.length >= 1 && name.length <= MAX_SERVER_NAME_LENGTH
+}
+
+export function noSuchServer(name: string): ApiError {
+  return new ApiError(
+    404,
+    'SERVER_NOT_FOUND',
+    couldBeServerName(name)
+      ? `You have no server named ${name}.`
+      : `No server has a name like that (names are 1 to ${MAX_SERVER_NAME_LENGTH} characters).`,
+  )
 }
 
 /** Where a user's named server answers: `<origin><base>user/<user>/<name>/`. */

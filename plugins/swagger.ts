@@ -1,6 +1,23 @@
+import { readFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import fp from 'fastify-plugin'
+
+/** The package's version, from package.json: beside the sources, or one level above dist/. */
+export function packageVersion(): string {
+  const here = dirname(fileURLToPath(import.meta.url))
+  for (const candidate of [join(here, '..', 'package.json'), join(here, '..', '..', 'package.json')]) {
+    try {
+      const pkg = JSON.parse(readFileSync(candidate, 'utf8')) as { name?: unknown; version?: unknown }
+      if (pkg.name === 'renku-notebooks' && typeof pkg.version === 'string') return pkg.version
+    } catch {
+      // not there: try the next place
+    }
+  }
+  return 'unknown'
+}
 
 /**
  * The OpenAPI 3 document, generated from the routes' schemas, and Swagger UI.
@@ -15,7 +32,7 @@ export default fp(
         openapi: '3.0.3',
         info: {
           title: 'renku-notebooks',
-          version: '1.0.0',
+          version: packageVersion(),
           description:
             'Launch Jupyter notebook servers for GitLab projects at an exact commit, then list, inspect, ' +
             'read the logs of and stop them. Authenticate with a JupyterHub token (`Authorization: token <t>` ' +

@@ -53,7 +53,7 @@ const authRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         querystring: NextQuery,
         response: {
           302: redirect("To the hub's OAuth authorize page."),
-          ...errors({ 400: '`next` is not a path on this service (`INVALID_NEXT`).', 422: 'Invalid query.' }),
+          ...errors('INVALID_NEXT', 'VALIDATION_ERROR'),
         },
       },
     },
@@ -80,16 +80,17 @@ const authRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         querystring: CallbackQuery,
         response: {
           302: redirect('Logged in: back to where the login started.'),
-          ...errors({
-            400:
-              'The state or the code is missing, wrong, expired or used already (`OAUTH_CALLBACK_INVALID`, ' +
-              '`OAUTH_STATE_INVALID`, `OAUTH_CODE_INVALID`).',
-            403: 'The hub refused the login (`OAUTH_DENIED`), or the account is not a user (`USERS_ONLY`).',
-            422: 'Invalid query.',
-            502: 'JupyterHub gave an unexpected answer.',
-            503: 'JupyterHub cannot be reached.',
-            504: 'JupyterHub did not answer in time.',
-          }),
+          ...errors(
+            'VALIDATION_ERROR',
+            'OAUTH_CALLBACK_INVALID',
+            'OAUTH_STATE_INVALID',
+            'OAUTH_CODE_INVALID',
+            'OAUTH_DENIED',
+            'USERS_ONLY',
+            'UPSTREAM_BAD_RESPONSE',
+            'UPSTREAM_UNAVAILABLE',
+            'UPSTREAM_TIMEOUT',
+          ),
         },
       },
     },
@@ -140,7 +141,7 @@ const authRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         response: {
           204: { type: 'null', description: 'Logged out.' },
           302: redirect('Logged out: to `next`, or to the hub’s logout page.'),
-          ...errors({ 400: '`next` is not a path on this service (`INVALID_NEXT`).', 422: 'Invalid query.' }),
+          ...errors('INVALID_NEXT', 'VALIDATION_ERROR'),
         },
       },
     },

@@ -11,7 +11,7 @@ import {
   AutosaveParams,
   AutosaveProjectParams,
 } from '../schemas/autosave.js'
-import { errors, upstreamErrors, userSecurity } from '../schemas/common.js'
+import { authenticated, errors, userSecurity } from '../schemas/common.js'
 
 interface ProjectRef {
   namespace: string
@@ -137,11 +137,14 @@ const autosaveRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         params: AutosaveProjectParams,
         response: {
           200: { ...Type.Ref(AutosaveListSchema), description: "The caller's autosaves, newest first." },
-          ...errors({
-            403: '`ACCESS_DENIED`: the caller may see the project but not its code; `GITLAB_SCOPE_MISSING`: their GitLab login lacks the `read_api` scope.',
-            404: '`PROJECT_NOT_FOUND`: no such project, or the caller cannot see it.',
-            ...upstreamErrors,
-          }),
+          ...errors(
+            ...authenticated,
+            'GITLAB_TOKEN_MISSING',
+            'GITLAB_TOKEN_REJECTED',
+            'GITLAB_SCOPE_MISSING',
+            'ACCESS_DENIED',
+            'PROJECT_NOT_FOUND',
+          ),
         },
       },
     },
@@ -163,15 +166,15 @@ const autosaveRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         params: AutosaveParams,
         response: {
           204: { type: 'null', description: 'The autosave was deleted.' },
-          ...errors({
-            403:
-              '`ACCESS_DENIED`: the caller is below `NOTEBOOKS_MIN_ACCESS_LEVEL` in the project (or GitLab ' +
-              'protects the branch); `GITLAB_SCOPE_MISSING`: their GitLab login lacks the `api` scope.',
-            404:
-              '`PROJECT_NOT_FOUND`: no such project, or the caller cannot see it; `AUTOSAVE_NOT_FOUND`: the ' +
-              'caller has no such autosave (another user’s is not found either).',
-            ...upstreamErrors,
-          }),
+          ...errors(
+            ...authenticated,
+            'GITLAB_TOKEN_MISSING',
+            'GITLAB_TOKEN_REJECTED',
+            'GITLAB_SCOPE_MISSING',
+            'ACCESS_DENIED',
+            'PROJECT_NOT_FOUND',
+            'AUTOSAVE_NOT_FOUND',
+          ),
         },
       },
     },
@@ -195,10 +198,13 @@ const autosaveRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     schema: { hide: true },
     onRequest: async (request: FastifyRequest, reply: FastifyReply) => {
       if (parseAutosavePath(request.method, rest(request))) return fastify.authenticate(request, reply)
+      // Answered before any body is read: an unknown path is a 404 whatever it was sent.
+      reply.callNotFound()
+      return reply
     },
     handler: async (request, reply) => {
-      const target = parseAutosavePath(request.method, rest(request))
-      if (!target) return reply.callNotFound()
+      // onRequest has answered every other path.
+      const target = parseAutosavePath(request.method, rest(request)) as AutosavePath
       if (target.kind === 'list') return list(callerName(request), target)
       await remove(callerName(request), target, target.name)
       return reply.code(204).send()

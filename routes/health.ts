@@ -76,6 +76,11 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     },
   )
 
+  // The prefix itself leads a person to the API's documentation.
+  fastify.get('/', { schema: { hide: true } }, async (_request, reply) =>
+    reply.redirect(`${fastify.config.servicePrefix}docs`, 302),
+  )
+
   fastify.get(
     '/openapi.json',
     {

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { ApiError } from '../lib/errors.js'
-import { errors, upstreamErrors, userSecurity } from '../schemas/common.js'
+import { couldBeServerName, noSuchServer } from '../lib/servers.js'
+import { authenticated, errors, userSecurity } from '../schemas/common.js'
 import { LogLinesSchema, LogsQuerySchema, ServerNameParams } from '../schemas/servers.js'
 
 /** The notebook container's log of one of the caller's servers. */
@@ -21,15 +22,17 @@ const logsRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         querystring: LogsQuerySchema,
         response: {
           200: { ...LogLinesSchema, description: 'Log lines, oldest first.' },
-          ...errors({ 404: 'The caller has no such server.', 422: 'Invalid query.', ...upstreamErrors }),
+          ...errors(...authenticated, 'VALIDATION_ERROR', 'SERVER_NOT_FOUND', 'LOGS_UNAVAILABLE'),
         },
       },
     },
     async (request) => {
       const username = request.user?.name as string
       const serverName = request.params.server_name
-      const server = await fastify.servers.get(username, serverName)
-      if (!server) throw new ApiError(404, 'SERVER_NOT_FOUND', `You have no server named ${serverName}.`)
+      const server = couldBeServerName(serverName)
+        ? await fastify.servers.get(username, serverName)
+        : undefined
+      if (!server) throw noSuchServer(serverName)
       if (!fastify.logSource) {
         throw new ApiError(
           503,

@@ -1,7 +1,6 @@
 import type { ServerResponse } from 'node:http'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
-import { ApiError } from '../lib/errors.js'
 import {
   eventId,
   parseEventId,
@@ -11,7 +10,8 @@ import {
   stepIndex,
 } from '../lib/progress/steps.js'
 import { LaunchWatches, type SentEvent } from '../lib/progress/watch.js'
-import { errors, upstreamErrors, userSecurity } from '../schemas/common.js'
+import { couldBeServerName, noSuchServer } from '../lib/servers.js'
+import { authenticated, errors, userSecurity } from '../schemas/common.js'
 import { ProgressEventSchema, ProgressHeadersSchema } from '../schemas/progress.js'
 import { ServerNameParams } from '../schemas/servers.js'
 
@@ -72,19 +72,15 @@ const progressRoutes: FastifyPluginAsyncTypebox<ProgressOptions> = async (fastif
             content: { 'text/event-stream': { schema: Type.Ref(ProgressEventSchema) } },
           },
           204: { type: 'null', description: '`Last-Event-ID` was already the last event: nothing follows.' },
-          ...errors({
-            404: 'The caller has no such server.',
-            422: 'Invalid server name.',
-            ...upstreamErrors,
-          }),
+          ...errors(...authenticated, 'SERVER_NOT_FOUND', 'VALIDATION_ERROR'),
         },
       },
     },
     async (request, reply) => {
       const user = request.user?.name as string
       const name = request.params.server_name
-      const server = await fastify.servers.get(user, name)
-      if (!server) throw new ApiError(404, 'SERVER_NOT_FOUND', `You have no server named ${name}.`)
+      const server = couldBeServerName(name) ? await fastify.servers.get(user, name) : undefined
+      if (!server) throw noSuchServer(name)
       const startKey = startKeyOf(server.started)
       const lastEventId = request.headers['last-event-id']
       const after = resumeAfter(lastEventId, startKey) ?? -1

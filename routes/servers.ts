@@ -1,9 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import type { FastifyBaseLogger } from 'fastify'
-import { ApiError } from '../lib/errors.js'
-import { matchesFilter } from '../lib/servers.js'
-import { errors, upstreamErrors, userSecurity } from '../schemas/common.js'
+import { couldBeServerName, matchesFilter, noSuchServer } from '../lib/servers.js'
+import { authenticated, errors, userSecurity, withBody } from '../schemas/common.js'
 import {
   DeleteQuerySchema,
   LaunchRequestSchema,
@@ -14,10 +13,6 @@ import {
 } from '../schemas/servers.js'
 
 const ServerRef = Type.Ref(ServerSchema)
-
-function noSuchServer(name: string): ApiError {
-  return new ApiError(404, 'SERVER_NOT_FOUND', `You have no server named ${name}.`)
-}
 
 /** Launch, list, inspect and stop the caller's notebook servers. */
 const serversRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
@@ -62,16 +57,23 @@ const serversRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
           200: { ...ServerRef, description: 'The server already existed.' },
           201: { ...ServerRef, description: 'The server was started and is up.' },
           202: { ...ServerRef, description: 'The server is starting.' },
-          ...errors({
-            403:
-              '`ACCESS_DENIED`: the caller lacks the GitLab access level needed to launch; `GITLAB_SCOPE_MISSING`: ' +
-              'their GitLab login lacks `read_api` (to read the project) or `write_repository`/`api` (to save their work when the server stops).',
-            404: 'No such project (or not visible to the caller), branch, commit or image.',
-            409: 'The caller already has the maximum number of servers.',
-            422: 'The body is invalid (fields under `messages.json`).',
-            429: 'JupyterHub is starting too many servers; retry after `Retry-After` seconds.',
-            ...upstreamErrors,
-          }),
+          ...errors(
+            ...authenticated,
+            ...withBody,
+            'INVALID_SERVER_OPTIONS',
+            'GITLAB_TOKEN_MISSING',
+            'GITLAB_TOKEN_REJECTED',
+            'GITLAB_SCOPE_MISSING',
+            'ACCESS_DENIED',
+            'USER_NOT_FOUND',
+            'PROJECT_NOT_FOUND',
+            'BRANCH_NOT_FOUND',
+            'COMMIT_NOT_FOUND',
+            'IMAGE_NOT_FOUND',
+            'SERVER_LIMIT_REACHED',
+            'SERVER_BUSY',
+            'TOO_MANY_SPAWNS',
+          ),
         },
       },
     },
@@ -105,7 +107,7 @@ const serversRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         querystring: ServerFilterSchema,
         response: {
           200: { ...Type.Ref(ServerListSchema), description: "The caller's servers, keyed by name." },
-          ...errors({ 422: 'Invalid query.', ...upstreamErrors }),
+          ...errors(...authenticated, 'VALIDATION_ERROR'),
         },
       },
     },
@@ -127,13 +129,16 @@ const serversRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         params: ServerNameParams,
         response: {
           200: { ...ServerRef, description: 'The server.' },
-          ...errors({ 404: 'The caller has no such server.', ...upstreamErrors }),
+          ...errors(...authenticated, 'SERVER_NOT_FOUND'),
         },
       },
     },
     async (request) => {
-      const server = await fastify.servers.get(request.user?.name as string, request.params.server_name)
-      if (!server) throw noSuchServer(request.params.server_name)
+      const name = request.params.server_name
+      const server = couldBeServerName(name)
+        ? await fastify.servers.get(request.user?.name as string, name)
+        : undefined
+      if (!server) throw noSuchServer(name)
       return server
     },
   )
@@ -153,18 +158,15 @@ const serversRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         response: {
           202: { type: 'null', description: 'The stop was accepted and is still under way.' },
           204: { type: 'null', description: 'The server was stopped and removed.' },
-          ...errors({
-            404: 'The caller has no such server.',
-            409: 'The server is still starting and cannot be stopped yet; retry.',
-            422: 'Invalid query.',
-            ...upstreamErrors,
-          }),
+          // A body is not expected, but one that is sent is parsed (and must be JSON).
+          ...errors(...authenticated, ...withBody, 'SERVER_NOT_FOUND', 'SERVER_BUSY'),
         },
       },
     },
     async (request, reply) => {
       const user = request.user?.name as string
       const name = request.params.server_name
+      if (!couldBeServerName(name)) throw noSuchServer(name)
       let outcome: 'stopped' | 'accepted' | 'forced'
       try {
         outcome = await stop(user, name, request.query.force === true, request.log)

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
-import { errors, upstreamErrors, userSecurity } from '../schemas/common.js'
+import { authenticated, errors, userSecurity } from '../schemas/common.js'
 import { ServerSchema } from '../schemas/servers.js'
 
 const UserSchema = Type.Object(
@@ -22,7 +22,7 @@ const userRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         summary: 'Who the caller is',
         tags: ['user'],
         security: userSecurity,
-        response: { 200: { ...UserSchema, description: 'The caller.' }, ...errors(upstreamErrors) },
+        response: { 200: { ...UserSchema, description: 'The caller.' }, ...errors(...authenticated) },
       },
     },
     async (request) => {

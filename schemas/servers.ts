@@ -98,7 +98,8 @@ export const ServerFilterSchema = Type.Object(
 export type ServerFilter = Static<typeof ServerFilterSchema>
 
 export const ServerNameParams = Type.Object({
-  server_name: Type.String({ minLength: 1, maxLength: 255 }),
+  // Not limited here: a name no server can have is a 404 (SERVER_NOT_FOUND), not a 422 or a 414.
+  server_name: Type.String({ description: 'The server’s name (at most 63 characters).' }),
 })
 
 export const DeleteQuerySchema = Type.Object(

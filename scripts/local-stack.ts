@@ -3,35 +3,41 @@
  * demo project, and the service behind the hub's proxy. Prints the one curl that launches
  * a notebook, and where to open it. Stops everything on Ctrl-C.
  */
+import { serverName } from '../lib/servers.js'
 import { startStack } from '../test/support/stack.js'
 
 const stack = await startStack({ serviceEnv: { LOG_LEVEL: process.env.LOG_LEVEL ?? 'info' } })
 const { hub, users, world } = stack
 const service = `${hub.publicUrl}/services/notebooks/`
-const body = JSON.stringify({
-  namespace: 'demo-group',
-  project: 'demo-project',
-  commit_sha: world.commits.demo.masterFirst,
-})
+const sha = world.commits.demo.masterFirst
+const body = JSON.stringify({ namespace: 'demo-group', project: 'demo-project', commit_sha: sha })
+const name = serverName('demo-group', 'demo-project', 'master', sha)
+const auth = `-H 'Authorization: token ${users.developer.token}'`
 
 process.stdout.write(`
-The local stack is running (Ctrl-C stops it).
+The local stack is running (Ctrl-C, or SIGTERM to this process, stops it).
 
   JupyterHub       ${hub.publicUrl}/hub/   (log in as "developer", password "password")
-  the service      ${service}             (Swagger UI: ${service}docs)
+  API docs         ${service}docs   (the service is under ${service})
   GitLab stand-in  ${stack.gitlab.url}   (demo project: demo-group/demo-project)
   metrics          ${stack.metricsUrl}   (Prometheus text format)
 
-Launch a notebook server for demo-group/demo-project at commit ${world.commits.demo.masterFirst.slice(0, 7)}:
+Launch a notebook server for demo-group/demo-project at commit ${sha.slice(0, 7)}:
 
-  curl -sS -X POST '${service}servers' \\
-    -H 'Authorization: token ${users.developer.token}' \\
-    -H 'Content-Type: application/json' \\
-    -d '${body}'
+  curl -sS -X POST '${service}servers' ${auth} \\
+    -H 'Content-Type: application/json' -d '${body}'
+
+It answers 202 while the server starts (201 if it was up at once). Ask again until "ready" is true:
+
+  curl -sS '${service}servers/${name}' ${auth}
+
+Its log shows the checkout ("clone-repo: checked out master at ${sha}"):
+
+  curl -sS '${service}logs/${name}' ${auth}
 
 Then open the "url" it answers with (log in as developer), or list your servers:
 
-  curl -sS '${service}servers' -H 'Authorization: token ${users.developer.token}'
+  curl -sS '${service}servers' ${auth}
 
 `)
 

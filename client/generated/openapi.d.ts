@@ -299,10 +299,10 @@ export interface components {
                 };
             };
             /**
-             * @description Stable machine code, UPPER_SNAKE_CASE.
-             * @example SERVER_NOT_FOUND
+             * @description Stable machine code. Each operation lists the codes it answers with; `ROUTE_NOT_FOUND`, `BAD_URL`, `REQUEST_TIMEOUT`, `HEADERS_TOO_LARGE` and `INTERNAL_ERROR` come before or outside any operation.
+             * @enum {string}
              */
-            code: string;
+            code: "ROUTE_NOT_FOUND" | "BAD_URL" | "BAD_REQUEST" | "REQUEST_TIMEOUT" | "HEADERS_TOO_LARGE" | "INTERNAL_ERROR" | "INVALID_JSON" | "EMPTY_BODY" | "BODY_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "VALIDATION_ERROR" | "INVALID_SERVER_OPTIONS" | "NOT_AUTHENTICATED" | "USERS_ONLY" | "GITLAB_TOKEN_MISSING" | "GITLAB_TOKEN_REJECTED" | "GITLAB_SCOPE_MISSING" | "ACCESS_DENIED" | "USER_NOT_FOUND" | "INVALID_NEXT" | "OAUTH_CALLBACK_INVALID" | "OAUTH_STATE_INVALID" | "OAUTH_CODE_INVALID" | "OAUTH_DENIED" | "PROJECT_NOT_FOUND" | "BRANCH_NOT_FOUND" | "COMMIT_NOT_FOUND" | "IMAGE_NOT_FOUND" | "SERVER_LIMIT_REACHED" | "TOO_MANY_SPAWNS" | "SERVER_NOT_FOUND" | "SERVER_BUSY" | "LOGS_UNAVAILABLE" | "AUTOSAVE_NOT_FOUND" | "UPSTREAM_BAD_RESPONSE" | "UPSTREAM_UNAVAILABLE" | "UPSTREAM_TIMEOUT";
         };
         /** @description One option a user may choose when launching a server. */
         ServerOption: {
@@ -529,49 +529,76 @@ export interface operations {
                     "application/json": components["schemas"]["ServerList"];
                 };
             };
-            /** @description No valid JupyterHub token or session. */
+            /** @description `NOT_AUTHENTICATED`: No valid JupyterHub token or login session. */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "NOT_AUTHENTICATED";
+                    };
                 };
             };
-            /** @description Invalid query. */
+            /** @description `USERS_ONLY`: The token belongs to a service, not a JupyterHub user. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "USERS_ONLY";
+                    };
+                };
+            };
+            /** @description `VALIDATION_ERROR`: A field is invalid; `messages.json`, `messages.query` or `messages.params` name it. */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "VALIDATION_ERROR";
+                    };
                 };
             };
-            /** @description An upstream (named in the message) gave an unexpected answer. */
+            /** @description `UPSTREAM_BAD_RESPONSE`: An upstream, named in the message, gave an unexpected answer. */
             502: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "UPSTREAM_BAD_RESPONSE";
+                    };
                 };
             };
-            /** @description An upstream (named in the message) cannot be reached. */
+            /** @description `UPSTREAM_UNAVAILABLE`: An upstream, named in the message, cannot be reached. */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "UPSTREAM_UNAVAILABLE";
+                    };
                 };
             };
-            /** @description An upstream (named in the message) did not answer in time. */
+            /** @description `UPSTREAM_TIMEOUT`: An upstream, named in the message, did not answer in time. */
             504: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "UPSTREAM_TIMEOUT";
+                    };
                 };
             };
         };
@@ -643,85 +670,184 @@ export interface operations {
                     "application/json": components["schemas"]["Server"];
                 };
             };
-            /** @description No valid JupyterHub token or session. */
+            /**
+             * @description `INVALID_JSON`: The body is not valid JSON (or holds a `__proto__` key).
+             *
+             *     `EMPTY_BODY`: The request says it has a JSON body but it is empty.
+             *
+             *     `BAD_REQUEST`: The request is malformed (e.g. its Content-Length is wrong).
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "INVALID_JSON" | "EMPTY_BODY" | "BAD_REQUEST";
+                    };
+                };
+            };
+            /**
+             * @description `NOT_AUTHENTICATED`: No valid JupyterHub token or login session.
+             *
+             *     `GITLAB_TOKEN_MISSING`: JupyterHub holds no GitLab login for the caller: log in again.
+             *
+             *     `GITLAB_TOKEN_REJECTED`: GitLab refuses the caller’s GitLab login: log in again.
+             */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "NOT_AUTHENTICATED" | "GITLAB_TOKEN_MISSING" | "GITLAB_TOKEN_REJECTED";
+                    };
                 };
             };
-            /** @description `ACCESS_DENIED`: the caller lacks the GitLab access level needed to launch; `GITLAB_SCOPE_MISSING`: their GitLab login lacks `read_api` (to read the project) or `write_repository`/`api` (to save their work when the server stops). */
+            /**
+             * @description `USERS_ONLY`: The token belongs to a service, not a JupyterHub user.
+             *
+             *     `GITLAB_SCOPE_MISSING`: The caller’s GitLab login lacks a scope: `read_api` (reading projects), `write_repository` or `api` (a launch: saving the work when the server stops), `api` (deleting an autosave).
+             *
+             *     `ACCESS_DENIED`: The caller’s GitLab access level is below the one needed to launch (Developer by default).
+             */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "USERS_ONLY" | "GITLAB_SCOPE_MISSING" | "ACCESS_DENIED";
+                    };
                 };
             };
-            /** @description No such project (or not visible to the caller), branch, commit or image. */
+            /**
+             * @description `USER_NOT_FOUND`: JupyterHub does not know the caller.
+             *
+             *     `PROJECT_NOT_FOUND`: No such GitLab project, or the caller cannot see it.
+             *
+             *     `BRANCH_NOT_FOUND`: The project has no such branch.
+             *
+             *     `COMMIT_NOT_FOUND`: The project has no such commit.
+             *
+             *     `IMAGE_NOT_FOUND`: The explicit image does not exist, or the caller may not read it.
+             */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "USER_NOT_FOUND" | "PROJECT_NOT_FOUND" | "BRANCH_NOT_FOUND" | "COMMIT_NOT_FOUND" | "IMAGE_NOT_FOUND";
+                    };
                 };
             };
-            /** @description The caller already has the maximum number of servers. */
+            /**
+             * @description `SERVER_LIMIT_REACHED`: The caller has the hub’s maximum number of servers: stop one first.
+             *
+             *     `SERVER_BUSY`: The server is still starting or stopping and cannot be stopped or launched yet: retry.
+             */
             409: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "SERVER_LIMIT_REACHED" | "SERVER_BUSY";
+                    };
                 };
             };
-            /** @description The body is invalid (fields under `messages.json`). */
+            /** @description `BODY_TOO_LARGE`: The body is larger than 1 MiB. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "BODY_TOO_LARGE";
+                    };
+                };
+            };
+            /** @description `UNSUPPORTED_MEDIA_TYPE`: A body must be JSON (`Content-Type: application/json`). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "UNSUPPORTED_MEDIA_TYPE";
+                    };
+                };
+            };
+            /**
+             * @description `VALIDATION_ERROR`: A field is invalid; `messages.json`, `messages.query` or `messages.params` name it.
+             *
+             *     `INVALID_SERVER_OPTIONS`: A server option is unknown or has a value it does not allow; `messages.json` names it.
+             */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "VALIDATION_ERROR" | "INVALID_SERVER_OPTIONS";
+                    };
                 };
             };
-            /** @description JupyterHub is starting too many servers; retry after `Retry-After` seconds. */
+            /** @description `TOO_MANY_SPAWNS`: JupyterHub is starting too many servers: retry after `Retry-After` seconds. */
             429: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "TOO_MANY_SPAWNS";
+                    };
                 };
             };
-            /** @description An upstream (named in the message) gave an unexpected answer. */
+            /** @description `UPSTREAM_BAD_RESPONSE`: An upstream, named in the message, gave an unexpected answer. */
             502: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "UPSTREAM_BAD_RESPONSE";
+                    };
                 };
             };
-            /** @description An upstream (named in the message) cannot be reached. */
+            /** @description `UPSTREAM_UNAVAILABLE`: An upstream, named in the message, cannot be reached. */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "UPSTREAM_UNAVAILABLE";
+                    };
                 };
             };
-            /** @description An upstream (named in the message) did not answer in time. */
+            /** @description `UPSTREAM_TIMEOUT`: An upstream, named in the message, did not answer in time. */
             504: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "UPSTREAM_TIMEOUT";
+                    };
                 };
             };
         };
@@ -731,6 +857,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description The server’s name (at most 63 characters). */
                 server_name: string;
             };
             cookie?: never;
@@ -746,49 +873,76 @@ export interface operations {
                     "application/json": components["schemas"]["Server"];
                 };
             };
-            /** @description No valid JupyterHub token or session. */
+            /** @description `NOT_AUTHENTICATED`: No valid JupyterHub token or login session. */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "NOT_AUTHENTICATED";
+                    };
                 };
             };
-            /** @description The caller has no such server. */
+            /** @description `USERS_ONLY`: The token belongs to a service, not a JupyterHub user. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "USERS_ONLY";
+                    };
+                };
+            };
+            /** @description `SERVER_NOT_FOUND`: The caller has no server of that name. */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "SERVER_NOT_FOUND";
+                    };
                 };
             };
-            /** @description An upstream (named in the message) gave an unexpected answer. */
+            /** @description `UPSTREAM_BAD_RESPONSE`: An upstream, named in the message, gave an unexpected answer. */
             502: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "UPSTREAM_BAD_RESPONSE";
+                    };
                 };
             };
-            /** @description An upstream (named in the message) cannot be reached. */
+            /** @description `UPSTREAM_UNAVAILABLE`: An upstream, named in the message, cannot be reached. */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "UPSTREAM_UNAVAILABLE";
+                    };
                 };
             };
-            /** @description An upstream (named in the message) did not answer in time. */
+            /** @description `UPSTREAM_TIMEOUT`: An upstream, named in the message, did not answer in time. */
             504: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "UPSTREAM_TIMEOUT";
+                    };
                 };
             };
         };
@@ -801,6 +955,7 @@ export interface operations {
             };
             header?: never;
             path: {
+                /** @description The server’s name (at most 63 characters). */
                 server_name: string;
             };
             cookie?: never;
@@ -821,67 +976,142 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description No valid JupyterHub token or session. */
+            /**
+             * @description `INVALID_JSON`: The body is not valid JSON (or holds a `__proto__` key).
+             *
+             *     `EMPTY_BODY`: The request says it has a JSON body but it is empty.
+             *
+             *     `BAD_REQUEST`: The request is malformed (e.g. its Content-Length is wrong).
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "INVALID_JSON" | "EMPTY_BODY" | "BAD_REQUEST";
+                    };
+                };
+            };
+            /** @description `NOT_AUTHENTICATED`: No valid JupyterHub token or login session. */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "NOT_AUTHENTICATED";
+                    };
                 };
             };
-            /** @description The caller has no such server. */
+            /** @description `USERS_ONLY`: The token belongs to a service, not a JupyterHub user. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "USERS_ONLY";
+                    };
+                };
+            };
+            /** @description `SERVER_NOT_FOUND`: The caller has no server of that name. */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "SERVER_NOT_FOUND";
+                    };
                 };
             };
-            /** @description The server is still starting and cannot be stopped yet; retry. */
+            /** @description `SERVER_BUSY`: The server is still starting or stopping and cannot be stopped or launched yet: retry. */
             409: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "SERVER_BUSY";
+                    };
                 };
             };
-            /** @description Invalid query. */
+            /** @description `BODY_TOO_LARGE`: The body is larger than 1 MiB. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "BODY_TOO_LARGE";
+                    };
+                };
+            };
+            /** @description `UNSUPPORTED_MEDIA_TYPE`: A body must be JSON (`Content-Type: application/json`). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "UNSUPPORTED_MEDIA_TYPE";
+                    };
+                };
+            };
+            /** @description `VALIDATION_ERROR`: A field is invalid; `messages.json`, `messages.query` or `messages.params` name it. */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "VALIDATION_ERROR";
+                    };
                 };
             };
-            /** @description An upstream (named in the message) gave an unexpected answer. */
+            /** @description `UPSTREAM_BAD_RESPONSE`: An upstream, named in the message, gave an unexpected answer. */
             502: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "UPSTREAM_BAD_RESPONSE";
+                    };
                 };
             };
-            /** @description An upstream (named in the message) cannot be reached. */
+            /** @description `UPSTREAM_UNAVAILABLE`: An upstream, named in the message, cannot be reached. */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "UPSTREAM_UNAVAILABLE";
+                    };
                 };
             };
-            /** @description An upstream (named in the message) did not answer in time. */
+            /** @description `UPSTREAM_TIMEOUT`: An upstream, named in the message, did not answer in time. */
             504: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "UPSTREAM_TIMEOUT";
+                    };
                 };
             };
         };
@@ -894,6 +1124,7 @@ export interface operations {
             };
             header?: never;
             path: {
+                /** @description The server’s name (at most 63 characters). */
                 server_name: string;
             };
             cookie?: never;
@@ -909,58 +1140,92 @@ export interface operations {
                     "application/json": string[];
                 };
             };
-            /** @description No valid JupyterHub token or session. */
+            /** @description `NOT_AUTHENTICATED`: No valid JupyterHub token or login session. */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "NOT_AUTHENTICATED";
+                    };
                 };
             };
-            /** @description The caller has no such server. */
+            /** @description `USERS_ONLY`: The token belongs to a service, not a JupyterHub user. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "USERS_ONLY";
+                    };
+                };
+            };
+            /** @description `SERVER_NOT_FOUND`: The caller has no server of that name. */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "SERVER_NOT_FOUND";
+                    };
                 };
             };
-            /** @description Invalid query. */
+            /** @description `VALIDATION_ERROR`: A field is invalid; `messages.json`, `messages.query` or `messages.params` name it. */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "VALIDATION_ERROR";
+                    };
                 };
             };
-            /** @description An upstream (named in the message) gave an unexpected answer. */
+            /** @description `UPSTREAM_BAD_RESPONSE`: An upstream, named in the message, gave an unexpected answer. */
             502: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "UPSTREAM_BAD_RESPONSE";
+                    };
                 };
             };
-            /** @description An upstream (named in the message) cannot be reached. */
+            /**
+             * @description `UPSTREAM_UNAVAILABLE`: An upstream, named in the message, cannot be reached.
+             *
+             *     `LOGS_UNAVAILABLE`: No log source is configured.
+             */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "UPSTREAM_UNAVAILABLE" | "LOGS_UNAVAILABLE";
+                    };
                 };
             };
-            /** @description An upstream (named in the message) did not answer in time. */
+            /** @description `UPSTREAM_TIMEOUT`: An upstream, named in the message, did not answer in time. */
             504: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "UPSTREAM_TIMEOUT";
+                    };
                 };
             };
         };
@@ -973,6 +1238,7 @@ export interface operations {
                 "last-event-id"?: string;
             };
             path: {
+                /** @description The server’s name (at most 63 characters). */
                 server_name: string;
             };
             cookie?: never;
@@ -995,58 +1261,88 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description No valid JupyterHub token or session. */
+            /** @description `NOT_AUTHENTICATED`: No valid JupyterHub token or login session. */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "NOT_AUTHENTICATED";
+                    };
                 };
             };
-            /** @description The caller has no such server. */
+            /** @description `USERS_ONLY`: The token belongs to a service, not a JupyterHub user. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "USERS_ONLY";
+                    };
+                };
+            };
+            /** @description `SERVER_NOT_FOUND`: The caller has no server of that name. */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "SERVER_NOT_FOUND";
+                    };
                 };
             };
-            /** @description Invalid server name. */
+            /** @description `VALIDATION_ERROR`: A field is invalid; `messages.json`, `messages.query` or `messages.params` name it. */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "VALIDATION_ERROR";
+                    };
                 };
             };
-            /** @description An upstream (named in the message) gave an unexpected answer. */
+            /** @description `UPSTREAM_BAD_RESPONSE`: An upstream, named in the message, gave an unexpected answer. */
             502: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "UPSTREAM_BAD_RESPONSE";
+                    };
                 };
             };
-            /** @description An upstream (named in the message) cannot be reached. */
+            /** @description `UPSTREAM_UNAVAILABLE`: An upstream, named in the message, cannot be reached. */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "UPSTREAM_UNAVAILABLE";
+                    };
                 };
             };
-            /** @description An upstream (named in the message) did not answer in time. */
+            /** @description `UPSTREAM_TIMEOUT`: An upstream, named in the message, did not answer in time. */
             504: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "UPSTREAM_TIMEOUT";
+                    };
                 };
             };
         };
@@ -1067,6 +1363,66 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ServerOptions"];
+                };
+            };
+            /** @description `NOT_AUTHENTICATED`: No valid JupyterHub token or login session. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "NOT_AUTHENTICATED";
+                    };
+                };
+            };
+            /** @description `USERS_ONLY`: The token belongs to a service, not a JupyterHub user. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "USERS_ONLY";
+                    };
+                };
+            };
+            /** @description `UPSTREAM_BAD_RESPONSE`: An upstream, named in the message, gave an unexpected answer. */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "UPSTREAM_BAD_RESPONSE";
+                    };
+                };
+            };
+            /** @description `UPSTREAM_UNAVAILABLE`: An upstream, named in the message, cannot be reached. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "UPSTREAM_UNAVAILABLE";
+                    };
+                };
+            };
+            /** @description `UPSTREAM_TIMEOUT`: An upstream, named in the message, did not answer in time. */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "UPSTREAM_TIMEOUT";
+                    };
                 };
             };
         };
@@ -1095,40 +1451,64 @@ export interface operations {
                     };
                 };
             };
-            /** @description No valid JupyterHub token or session. */
+            /** @description `NOT_AUTHENTICATED`: No valid JupyterHub token or login session. */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "NOT_AUTHENTICATED";
+                    };
                 };
             };
-            /** @description An upstream (named in the message) gave an unexpected answer. */
+            /** @description `USERS_ONLY`: The token belongs to a service, not a JupyterHub user. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "USERS_ONLY";
+                    };
+                };
+            };
+            /** @description `UPSTREAM_BAD_RESPONSE`: An upstream, named in the message, gave an unexpected answer. */
             502: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "UPSTREAM_BAD_RESPONSE";
+                    };
                 };
             };
-            /** @description An upstream (named in the message) cannot be reached. */
+            /** @description `UPSTREAM_UNAVAILABLE`: An upstream, named in the message, cannot be reached. */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "UPSTREAM_UNAVAILABLE";
+                    };
                 };
             };
-            /** @description An upstream (named in the message) did not answer in time. */
+            /** @description `UPSTREAM_TIMEOUT`: An upstream, named in the message, did not answer in time. */
             504: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "UPSTREAM_TIMEOUT";
+                    };
                 };
             };
         };
@@ -1154,22 +1534,28 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description `next` is not a path on this service (`INVALID_NEXT`). */
+            /** @description `INVALID_NEXT`: `next` is not a path on this service. */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "INVALID_NEXT";
+                    };
                 };
             };
-            /** @description Invalid query. */
+            /** @description `VALIDATION_ERROR`: A field is invalid; `messages.json`, `messages.query` or `messages.params` name it. */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "VALIDATION_ERROR";
+                    };
                 };
             };
         };
@@ -1199,58 +1585,86 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The state or the code is missing, wrong, expired or used already (`OAUTH_CALLBACK_INVALID`, `OAUTH_STATE_INVALID`, `OAUTH_CODE_INVALID`). */
+            /**
+             * @description `OAUTH_CALLBACK_INVALID`: The login callback lacks its code or state.
+             *
+             *     `OAUTH_STATE_INVALID`: The state does not match a login this browser started (used already or expired).
+             *
+             *     `OAUTH_CODE_INVALID`: JupyterHub did not accept the login code.
+             */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "OAUTH_CALLBACK_INVALID" | "OAUTH_STATE_INVALID" | "OAUTH_CODE_INVALID";
+                    };
                 };
             };
-            /** @description The hub refused the login (`OAUTH_DENIED`), or the account is not a user (`USERS_ONLY`). */
+            /**
+             * @description `OAUTH_DENIED`: JupyterHub refused the login.
+             *
+             *     `USERS_ONLY`: The token belongs to a service, not a JupyterHub user.
+             */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "OAUTH_DENIED" | "USERS_ONLY";
+                    };
                 };
             };
-            /** @description Invalid query. */
+            /** @description `VALIDATION_ERROR`: A field is invalid; `messages.json`, `messages.query` or `messages.params` name it. */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "VALIDATION_ERROR";
+                    };
                 };
             };
-            /** @description JupyterHub gave an unexpected answer. */
+            /** @description `UPSTREAM_BAD_RESPONSE`: An upstream, named in the message, gave an unexpected answer. */
             502: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "UPSTREAM_BAD_RESPONSE";
+                    };
                 };
             };
-            /** @description JupyterHub cannot be reached. */
+            /** @description `UPSTREAM_UNAVAILABLE`: An upstream, named in the message, cannot be reached. */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "UPSTREAM_UNAVAILABLE";
+                    };
                 };
             };
-            /** @description JupyterHub did not answer in time. */
+            /** @description `UPSTREAM_TIMEOUT`: An upstream, named in the message, did not answer in time. */
             504: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "UPSTREAM_TIMEOUT";
+                    };
                 };
             };
         };
@@ -1283,22 +1697,28 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description `next` is not a path on this service (`INVALID_NEXT`). */
+            /** @description `INVALID_NEXT`: `next` is not a path on this service. */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "INVALID_NEXT";
+                    };
                 };
             };
-            /** @description Invalid query. */
+            /** @description `VALIDATION_ERROR`: A field is invalid; `messages.json`, `messages.query` or `messages.params` name it. */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "VALIDATION_ERROR";
+                    };
                 };
             };
         };
@@ -1326,58 +1746,88 @@ export interface operations {
                     "application/json": components["schemas"]["AutosaveList"];
                 };
             };
-            /** @description No valid JupyterHub token or session. */
+            /**
+             * @description `NOT_AUTHENTICATED`: No valid JupyterHub token or login session.
+             *
+             *     `GITLAB_TOKEN_MISSING`: JupyterHub holds no GitLab login for the caller: log in again.
+             *
+             *     `GITLAB_TOKEN_REJECTED`: GitLab refuses the caller’s GitLab login: log in again.
+             */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "NOT_AUTHENTICATED" | "GITLAB_TOKEN_MISSING" | "GITLAB_TOKEN_REJECTED";
+                    };
                 };
             };
-            /** @description `ACCESS_DENIED`: the caller may see the project but not its code; `GITLAB_SCOPE_MISSING`: their GitLab login lacks the `read_api` scope. */
+            /**
+             * @description `USERS_ONLY`: The token belongs to a service, not a JupyterHub user.
+             *
+             *     `GITLAB_SCOPE_MISSING`: The caller’s GitLab login lacks a scope: `read_api` (reading projects), `write_repository` or `api` (a launch: saving the work when the server stops), `api` (deleting an autosave).
+             *
+             *     `ACCESS_DENIED`: The caller’s GitLab access level is below the one needed to launch (Developer by default).
+             */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "USERS_ONLY" | "GITLAB_SCOPE_MISSING" | "ACCESS_DENIED";
+                    };
                 };
             };
-            /** @description `PROJECT_NOT_FOUND`: no such project, or the caller cannot see it. */
+            /** @description `PROJECT_NOT_FOUND`: No such GitLab project, or the caller cannot see it. */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "PROJECT_NOT_FOUND";
+                    };
                 };
             };
-            /** @description An upstream (named in the message) gave an unexpected answer. */
+            /** @description `UPSTREAM_BAD_RESPONSE`: An upstream, named in the message, gave an unexpected answer. */
             502: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "UPSTREAM_BAD_RESPONSE";
+                    };
                 };
             };
-            /** @description An upstream (named in the message) cannot be reached. */
+            /** @description `UPSTREAM_UNAVAILABLE`: An upstream, named in the message, cannot be reached. */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "UPSTREAM_UNAVAILABLE";
+                    };
                 };
             };
-            /** @description An upstream (named in the message) did not answer in time. */
+            /** @description `UPSTREAM_TIMEOUT`: An upstream, named in the message, did not answer in time. */
             504: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "UPSTREAM_TIMEOUT";
+                    };
                 };
             };
         };
@@ -1405,58 +1855,92 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description No valid JupyterHub token or session. */
+            /**
+             * @description `NOT_AUTHENTICATED`: No valid JupyterHub token or login session.
+             *
+             *     `GITLAB_TOKEN_MISSING`: JupyterHub holds no GitLab login for the caller: log in again.
+             *
+             *     `GITLAB_TOKEN_REJECTED`: GitLab refuses the caller’s GitLab login: log in again.
+             */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "NOT_AUTHENTICATED" | "GITLAB_TOKEN_MISSING" | "GITLAB_TOKEN_REJECTED";
+                    };
                 };
             };
-            /** @description `ACCESS_DENIED`: the caller is below `NOTEBOOKS_MIN_ACCESS_LEVEL` in the project (or GitLab protects the branch); `GITLAB_SCOPE_MISSING`: their GitLab login lacks the `api` scope. */
+            /**
+             * @description `USERS_ONLY`: The token belongs to a service, not a JupyterHub user.
+             *
+             *     `GITLAB_SCOPE_MISSING`: The caller’s GitLab login lacks a scope: `read_api` (reading projects), `write_repository` or `api` (a launch: saving the work when the server stops), `api` (deleting an autosave).
+             *
+             *     `ACCESS_DENIED`: The caller’s GitLab access level is below the one needed to launch (Developer by default).
+             */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "USERS_ONLY" | "GITLAB_SCOPE_MISSING" | "ACCESS_DENIED";
+                    };
                 };
             };
-            /** @description `PROJECT_NOT_FOUND`: no such project, or the caller cannot see it; `AUTOSAVE_NOT_FOUND`: the caller has no such autosave (another user’s is not found either). */
+            /**
+             * @description `PROJECT_NOT_FOUND`: No such GitLab project, or the caller cannot see it.
+             *
+             *     `AUTOSAVE_NOT_FOUND`: The caller has no autosave of that name (another user’s is not found either).
+             */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "PROJECT_NOT_FOUND" | "AUTOSAVE_NOT_FOUND";
+                    };
                 };
             };
-            /** @description An upstream (named in the message) gave an unexpected answer. */
+            /** @description `UPSTREAM_BAD_RESPONSE`: An upstream, named in the message, gave an unexpected answer. */
             502: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "UPSTREAM_BAD_RESPONSE";
+                    };
                 };
             };
-            /** @description An upstream (named in the message) cannot be reached. */
+            /** @description `UPSTREAM_UNAVAILABLE`: An upstream, named in the message, cannot be reached. */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "UPSTREAM_UNAVAILABLE";
+                    };
                 };
             };
-            /** @description An upstream (named in the message) did not answer in time. */
+            /** @description `UPSTREAM_TIMEOUT`: An upstream, named in the message, did not answer in time. */
             504: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "UPSTREAM_TIMEOUT";
+                    };
                 };
             };
         };

@@ -279,7 +279,6 @@ t.test('other paths are unaffected by the autosave routes', async (t) => {
     ['GET', 'nope', anonymous, 404, 'ROUTE_NOT_FOUND'],
     ['GET', 'nope', developer, 404, 'ROUTE_NOT_FOUND'],
     ['GET', 'a/b/c', anonymous, 404, 'ROUTE_NOT_FOUND'],
-    ['GET', '', anonymous, 404, 'ROUTE_NOT_FOUND'],
     ['GET', 'demo-group/demo-project/autosave/x', developer, 404, 'ROUTE_NOT_FOUND'],
     ['GET', 'demo-group/demo-project/autosave/', developer, 404, 'ROUTE_NOT_FOUND'],
     ['GET', 'demo-project/autosave', developer, 404, 'ROUTE_NOT_FOUND'],

@@ -158,9 +158,55 @@ t.test('unknown routes and servers', async (t) => {
   const filter = await developer('GET', 'servers?colour=blue')
   t.equal(filter.status, 422, 'an unknown filter is refused')
   t.ok(filter.body.messages.query.colour)
-  const options = await stack.as(null)('GET', 'server_options')
+  const anonymous = await stack.as(null)('GET', 'server_options')
+  t.equal(anonymous.status, 401, 'the server options need a login too')
+  t.equal(anonymous.body.code, 'NOT_AUTHENTICATED')
+  const options = await developer('GET', 'server_options')
   t.equal(options.status, 200)
   t.equal(options.body.cpu_request.displayName, 'Number of CPUs')
+})
+
+t.test('a name longer than any server can have is a 404, not a 414', async (t) => {
+  const developer = stack.as(users.developer)
+  for (const length of [64, 101, 300, 5000]) {
+    const name = 'n'.repeat(length)
+    for (const [method, route] of [
+      ['GET', `servers/${name}`],
+      ['DELETE', `servers/${name}`],
+      ['GET', `logs/${name}`],
+    ] as const) {
+      const response = await developer(method, route)
+      t.equal(response.status, 404, `${method} ${route.split('/')[0]}/<${length} characters>`)
+      t.equal(response.body.code, 'SERVER_NOT_FOUND')
+    }
+  }
+})
+
+t.test('keys named like a plain object’s own properties are refused, never a 500', async (t) => {
+  const developer = stack.as(users.developer)
+  const launch = { ...demo, commit_sha: world.commits.demo.masterFirst }
+  for (const key of ['constructor', 'toString', 'hasOwnProperty', 'valueOf', '__defineGetter__']) {
+    const field = await developer('POST', 'servers', `{"${key}": 1}`)
+    t.equal(field.status, 422, `a field named ${key}`)
+    t.equal(field.body.code, 'VALIDATION_ERROR')
+    t.same(field.body.messages.json[key], ['is not a known field'])
+
+    const option = await developer('POST', 'servers', { ...launch, serverOptions: { [key]: 'x' } })
+    t.equal(option.status, 422, `a server option named ${key}`)
+    t.equal(option.body.code, 'INVALID_SERVER_OPTIONS')
+    t.match(option.body.messages.json[`serverOptions.${key}`], [/is not a server option/])
+
+    const query = await developer('GET', `servers?${key}=1`)
+    t.equal(query.status, 422, `a filter named ${key}`)
+    t.same(query.body.messages.query[key], ['is not a known field'])
+  }
+  const proto = await developer('POST', 'servers', '{"__proto__": {"admin": true}}')
+  t.equal(proto.status, 400)
+  t.equal(proto.body.code, 'INVALID_JSON')
+  t.match(proto.body.messages.error, /__proto__/)
+  const protoQuery = await developer('GET', 'servers?__proto__=1')
+  t.equal(protoQuery.status, 422, 'a filter named __proto__')
+  t.ok(Object.hasOwn(protoQuery.body.messages.query, '__proto__'))
 })
 
 t.test('malformed input is always a 4xx with the error body, never a 500', async (t) => {

@@ -19,12 +19,15 @@ export interface CountingProxy {
    * status 0 drops the connection without an answer.
    */
   failNext(path: RegExp, status: number, count?: number): void
+  /** Pass the next `count` requests matching `path` on only after `ms` milliseconds. */
+  delayNext(path: RegExp, ms: number, count?: number): void
   close(): Promise<void>
 }
 
 export async function startCountingProxy(upstream: string): Promise<CountingProxy> {
   const target = new URL(upstream)
   const failures: { path: RegExp; status: number; left: number }[] = []
+  const delays: { path: RegExp; ms: number; left: number }[] = []
   const agent = new http.Agent({ keepAlive: true })
   const proxy: CountingProxy = {
     url: '',
@@ -34,6 +37,9 @@ export async function startCountingProxy(upstream: string): Promise<CountingProx
     failNext(path, status, count = 1) {
       failures.push({ path, status, left: count })
     },
+    delayNext(path, ms, count = 1) {
+      delays.push({ path, ms, left: count })
+    },
     close: () =>
       new Promise((resolve) => {
         server.closeAllConnections()
@@ -42,6 +48,12 @@ export async function startCountingProxy(upstream: string): Promise<CountingProx
       }),
   }
   const server = http.createServer((req, res) => {
+    const delay = delays.find((d) => d.left > 0 && d.path.test(req.url ?? ''))
+    if (!delay) return pass(req, res)
+    delay.left--
+    setTimeout(() => pass(req, res), delay.ms)
+  })
+  const pass = (req: http.IncomingMessage, res: http.ServerResponse) => {
     proxy.requests.push(`${req.method} ${req.url}`)
     proxy.open++
     res.on('close', () => {
@@ -74,7 +86,7 @@ export async function startCountingProxy(upstream: string): Promise<CountingProx
     )
     forward.on('error', () => res.writeHead(502).end())
     req.pipe(forward)
-  })
+  }
   server.on('connection', () => {
     proxy.connections++
   })

@@ -108,12 +108,17 @@ t.test('server options: defaults, types without coercion, ranges', async (t) => 
     [{ mem_request: '3G' }, 'serverOptions.mem_request'],
     [{ lfs_auto_fetch: 'yes' }, 'serverOptions.lfs_auto_fetch'],
     [{ turbo: true }, 'serverOptions.turbo'],
+    // Names every plain object answers to are still not options.
+    [{ toString: 'x' }, 'serverOptions.toString'],
+    [{ constructor: 1 }, 'serverOptions.constructor'],
+    [{ hasOwnProperty: true }, 'serverOptions.hasOwnProperty'],
+    [JSON.parse('{"__proto__": "x"}'), 'serverOptions.__proto__'],
   ]
   for (const [posted, field] of refused) {
     const error = t.throws(() => resolveServerOptions(options, posted)) as unknown as ApiError
     t.equal(error.statusCode, 422)
     t.equal(error.toBody().code, 'INVALID_SERVER_OPTIONS')
-    t.ok(error.toBody().messages.json?.[field], `${field} is named`)
+    t.ok(Object.hasOwn(error.toBody().messages.json ?? {}, field), `${field} is named`)
   }
 
   const ranged = {
