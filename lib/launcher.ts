@@ -50,6 +50,7 @@ export class Launcher {
       })
     }
 
+    // The GitLab token is only in the hub's user model (never in the copy): one read per launch.
     const token = (await hub.getUser(user))?.auth_state?.access_token
     if (typeof token !== 'string' || token === '') {
       throw new ApiError(
@@ -102,9 +103,11 @@ export class Launcher {
     userOptions: Record<string, unknown> & { server_options: ServerOptionValues },
   ): Promise<LaunchResult> {
     const { hub, directory } = this.options
-    hub.forget(user)
+    // From this replica's copy; a start another replica made meanwhile is answered 202 or 400
+    // "already running" by the hub, both handled below.
     const current = await directory.get(user, name)
     if (current && current.status.state !== 'failed') return { status: 200, server: current }
+    // The copy shows the start as it is sent and reads the user again once it is answered.
     const outcome = await hub.startServer(user, name, userOptions)
     const server = await directory.get(user, name)
     if (!server) {

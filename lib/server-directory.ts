@@ -1,11 +1,12 @@
 import type { ServerObject } from '../schemas/servers.js'
 import { UpstreamError } from './errors.js'
-import type { HubUser, JupyterHubClient } from './jupyterhub.js'
+import type { HubState, UserServers } from './hub-state.js'
 import type { PodInspector, PodView } from './pods.js'
 import { toServerObject } from './servers.js'
 
 export interface ServerDirectoryOptions {
-  hub: JupyterHubClient
+  /** This replica's copy of the hub's server state. */
+  state: Pick<HubState, 'read'>
   /** Pod details from Kubernetes, when configured. */
   pods: PodInspector | null
   origin: string
@@ -14,20 +15,24 @@ export interface ServerDirectoryOptions {
   onPodsUnavailable?: (err: UpstreamError) => void
 }
 
-/** A user's servers as the service shows them: the hub's list, enriched with pod details. */
+/**
+ * A user's servers as the service shows them: the hub's, from this replica's copy of its state
+ * (no hub call), enriched with pod details (from the pod copy, when Kubernetes is configured).
+ */
 export class ServerDirectory {
   constructor(private readonly options: ServerDirectoryOptions) {}
 
   /**
-   * Views built per hub answer: callers that shared one hub read (see JupyterHubClient.getUser)
-   * share the pod lookup and the server objects too, instead of each building their own.
+   * Views built per state of a user: until it changes, reads share the server objects instead
+   * of each building their own. Only without Kubernetes, whose pods change on their own.
    */
-  private readonly views = new WeakMap<HubUser, Promise<ReadonlyMap<string, ServerObject>>>()
+  private readonly views = new WeakMap<UserServers, Promise<ReadonlyMap<string, ServerObject>>>()
 
-  /** All of the user's servers, keyed by name; one hub call and at most one pod list. */
+  /** All of the user's named servers, keyed by name. */
   async list(user: string): Promise<ReadonlyMap<string, ServerObject>> {
-    const hubUser = await this.options.hub.getUser(user)
+    const hubUser = await this.options.state.read(user)
     if (!hubUser) return new Map()
+    if (this.options.pods) return this.build(user, hubUser)
     let view = this.views.get(hubUser)
     if (!view) {
       view = this.build(user, hubUser)
@@ -36,7 +41,7 @@ export class ServerDirectory {
     return view
   }
 
-  private async build(user: string, hubUser: HubUser): Promise<ReadonlyMap<string, ServerObject>> {
+  private async build(user: string, hubUser: UserServers): Promise<ReadonlyMap<string, ServerObject>> {
     const servers = Object.values(hubUser.servers).filter((server) => server.name !== '')
     let pods = new Map<string, PodView>()
     if (this.options.pods && servers.length) {

@@ -17,12 +17,15 @@ export interface CountingProxy {
    * status 0 drops the connection without an answer.
    */
   failNext(path: RegExp, status: number, count?: number): void
+  /** While offline, every request has its connection dropped, as when the upstream is gone. */
+  setOffline(offline: boolean): void
   close(): Promise<void>
 }
 
 export async function startCountingProxy(upstream: string): Promise<CountingProxy> {
   const target = new URL(upstream)
   const failures: { path: RegExp; status: number; left: number }[] = []
+  let offline = false
   const agent = new http.Agent({ keepAlive: true })
   const proxy: CountingProxy = {
     url: '',
@@ -30,6 +33,9 @@ export async function startCountingProxy(upstream: string): Promise<CountingProx
     connections: 0,
     failNext(path, status, count = 1) {
       failures.push({ path, status, left: count })
+    },
+    setOffline(value) {
+      offline = value
     },
     close: () =>
       new Promise((resolve) => {
@@ -39,6 +45,10 @@ export async function startCountingProxy(upstream: string): Promise<CountingProx
       }),
   }
   const server = http.createServer((req, res) => {
+    if (offline) {
+      req.socket.destroy()
+      return
+    }
     proxy.requests.push(`${req.method} ${req.url}`)
     const failure = failures.find((f) => f.left > 0 && f.path.test(req.url ?? ''))
     if (failure) {
