@@ -15,9 +15,10 @@
  *   server until the hub answered, then the user is read alone once, before the caller learns
  *   the outcome; so a replica's next read shows its own writes.
  *
- * Freshness: readers wait for the first list. When no page of the list has arrived for longer
- * than `maxAgeMs` (2 s), reads fail with an UpstreamError naming JupyterHub (503) instead of
- * answering older state. A read newer than the list it meets wins (each entry keeps when the
+ * Freshness: readers wait for the first list. When the list fails and no page of it has arrived
+ * for longer than `maxAgeMs` (2 s), reads fail with an UpstreamError naming JupyterHub (503)
+ * instead of answering older state; a list that is merely slow (a busy hub) is waited out, up to
+ * its time limit (`pollTimeoutMs`, 5 s). A read newer than the list it meets wins (each entry keeps when the
  * request that produced it was sent).
  *
  * Free of Fastify: the plugin starts nothing; the first read starts the poller, `stop()` ends it.
@@ -255,8 +256,13 @@ export class HubState implements HubWriteObserver {
     if (!this.loaded) throw this.unavailable()
   }
 
+  /**
+   * Unreachable: the list failed (refused, timed out, or a wrong answer) and nothing arrived for
+   * longer than `maxAgeMs`. A list still under way is a slow hub, not a gone one; its time limit
+   * bounds how long that can last.
+   */
   private assertCurrent(): void {
-    if (now() - this.lastContactAt > this.maxAgeMs) throw this.unavailable()
+    if (this.failure !== undefined && now() - this.lastContactAt > this.maxAgeMs) throw this.unavailable()
   }
 
   private unavailable(): UpstreamError {
