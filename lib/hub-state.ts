@@ -11,6 +11,9 @@
  *   (`GET /users/{name}?include_stopped_servers=1`) and the stopped servers stay in the copy
  *   ("parked") so they list as `failed`. Parked users that were read lately are read again, a
  *   bounded number per poll (one by default), so their removal elsewhere shows.
+ * - Users that hold only stopped servers when the copy starts (or whose spawn failed between two
+ *   lists) are found by a sweep of `GET /users?state=inactive&include_stopped_servers=1`, one
+ *   page per poll, at start and then every `sweepIntervalMs` (10 min).
  * - The service's own starts and stops (JupyterHubClient observers): a start reads as a pending
  *   server until the hub answered, then the user is read alone once, before the caller learns
  *   the outcome; so a replica's next read shows its own writes.
@@ -47,6 +50,8 @@ export interface HubStateStats {
   pollFailures: number
   /** One-user reads: after a start or stop, a user leaving the list, parked users checked. */
   userReads: number
+  /** Pages of the inactive users read by sweeps. */
+  sweepPages: number
 }
 
 export interface HubStateLogger {
@@ -55,7 +60,7 @@ export interface HubStateLogger {
 }
 
 export interface HubStateOptions {
-  hub: Pick<JupyterHubClient, 'listActiveUsers' | 'getUser' | 'forget' | 'observe'>
+  hub: Pick<JupyterHubClient, 'listActiveUsers' | 'listUsersPage' | 'getUser' | 'forget' | 'observe'>
   /** Time between the starts of two lists; default 1000. */
   pollIntervalMs?: number
   /** How long without an answer to the list before reads fail; default 2000. */
@@ -66,6 +71,8 @@ export interface HubStateOptions {
   parkedChecksPerPoll?: number
   /** How long after its last read a parked user is kept current; default 60 000. */
   watchMs?: number
+  /** Time between two sweeps of the inactive users (one page per poll); default 600 000. */
+  sweepIntervalMs?: number
   log?: HubStateLogger
   /** Told of every read and where it was answered from (for metrics). */
   onRead?: (source: ReadSource) => void
@@ -95,6 +102,7 @@ export class HubState implements HubWriteObserver {
     pages: 0,
     pollFailures: 0,
     userReads: 0,
+    sweepPages: 0,
   }
 
   private readonly hub: HubStateOptions['hub']
@@ -103,6 +111,10 @@ export class HubState implements HubWriteObserver {
   private readonly pollTimeoutMs: number
   private readonly parkedChecksPerPoll: number
   private readonly watchMs: number
+  private readonly sweepIntervalMs: number
+  /** The next page of the sweep under way; null when none is. */
+  private sweepOffset: number | null = null
+  private nextSweepAt = 0
   private readonly users = new Map<string, Entry>()
   /** Starts sent and not yet answered, per user and server. */
   private readonly startsUnderWay = new Map<string, Map<string, { server: HubServer; count: number }>>()
@@ -132,6 +144,7 @@ export class HubState implements HubWriteObserver {
     this.pollTimeoutMs = options.pollTimeoutMs ?? 5000
     this.parkedChecksPerPoll = options.parkedChecksPerPoll ?? 1
     this.watchMs = options.watchMs ?? 60_000
+    this.sweepIntervalMs = options.sweepIntervalMs ?? 600_000
     this.unobserve = this.hub.observe(this)
   }
 
@@ -279,7 +292,7 @@ export class HubState implements HubWriteObserver {
       const began = now()
       await this.poll()
       if (!this.running) break
-      if (this.failure === undefined) await this.checkParked()
+      if (this.failure === undefined) await Promise.all([this.checkParked(), this.sweep()])
       const wait = this.pollIntervalMs - (now() - began)
       if (wait > 0) await this.sleep(wait)
     }
@@ -287,6 +300,8 @@ export class HubState implements HubWriteObserver {
 
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
+      // Stopped while this poll was under way: no sleep for stop() to wake from.
+      if (!this.running) return resolve()
       const timer = setTimeout(resolve, ms)
       // A replica that was never closed must not be kept alive by its poller.
       timer.unref()
@@ -364,6 +379,29 @@ export class HubState implements HubWriteObserver {
     await Promise.all(
       due.slice(0, this.parkedChecksPerPoll).map(([name]) => this.readUser(name, false).catch(ignore)),
     )
+  }
+
+  /** One page of the sweep of inactive users: those holding stopped named servers are parked. */
+  private async sweep(): Promise<void> {
+    if (this.sweepOffset === null) {
+      if (now() < this.nextSweepAt) return
+      this.sweepOffset = 0
+    }
+    const asOf = now()
+    try {
+      const page = await this.hub.listUsersPage('inactive', this.sweepOffset, this.pollTimeoutMs)
+      this.stats.sweepPages++
+      for (const user of page.users) {
+        if (hasNamedServer(user.servers) || this.users.has(user.name)) this.apply(user.name, user, asOf)
+      }
+      this.sweepOffset = page.next
+    } catch (err) {
+      // Tried again with the next poll, from the same page.
+      const detail = err instanceof UpstreamError ? err.detail : (err as Error).message
+      this.options.log?.warn({ upstream: 'JupyterHub', detail }, 'a page of the inactive users failed')
+      return
+    }
+    if (this.sweepOffset === null) this.nextSweepAt = now() + this.sweepIntervalMs
   }
 
   /**

@@ -114,36 +114,50 @@ export class JupyterHubClient {
   }
 
   /**
-   * Every user with an active (running or pending) server, with all their servers, stopped ones
-   * included: `GET /users?state=active&include_stopped_servers=1`, page by page. A user whose
-   * servers have all stopped is not listed. The hub pages over its join of users and servers, so
-   * a user may come twice; the later copy wins. `onPage` is told each time a page arrived.
+   * One page of `GET /users?state=…&include_stopped_servers=1`: each user with all their servers,
+   * stopped ones included, and the offset of the next page (null on the last). `active` lists
+   * users with a running or pending server (not those whose servers all stopped); `inactive` the
+   * others. The hub pages over its join of users and servers, so a user may come twice.
+   */
+  async listUsersPage(
+    state: 'active' | 'inactive',
+    offset: number,
+    timeoutMs?: number,
+  ): Promise<{ users: HubUser[]; next: number | null }> {
+    const response = await this.http.request('GET', '/users', {
+      headers: { ...this.auth, accept: PAGINATION },
+      query: { state, include_stopped_servers: 1, offset, limit: USERS_PAGE_LIMIT },
+      timeoutMs,
+    })
+    if (response.status !== 200) throw this.http.unexpected('GET', '/users', response)
+    const page = response.json as
+      | { items?: unknown; _pagination?: { next?: { offset?: unknown } | null } }
+      | undefined
+    if (!Array.isArray(page?.items)) throw this.http.unexpected('GET', '/users', response)
+    const users: HubUser[] = []
+    for (const item of page.items as Partial<HubUser>[]) {
+      if (typeof item?.name !== 'string') throw this.http.unexpected('GET', '/users', response)
+      // The list never holds auth_state; a copy must not either.
+      const { auth_state: _, ...user } = item as HubUser
+      user.servers ??= {}
+      users.push(user)
+    }
+    const next = page._pagination?.next?.offset
+    return { users, next: typeof next === 'number' && next > offset ? next : null }
+  }
+
+  /**
+   * Every user with an active (running or pending) server, with all their servers, every page;
+   * of a user listed twice, the later copy. `onPage` is told each time a page arrived.
    */
   async listActiveUsers(options: { timeoutMs?: number; onPage?: () => void } = {}): Promise<HubUser[]> {
     const users = new Map<string, HubUser>()
-    let offset = 0
-    for (;;) {
-      const response = await this.http.request('GET', '/users', {
-        headers: { ...this.auth, accept: PAGINATION },
-        query: { state: 'active', include_stopped_servers: 1, offset, limit: USERS_PAGE_LIMIT },
-        timeoutMs: options.timeoutMs,
-      })
-      if (response.status !== 200) throw this.http.unexpected('GET', '/users', response)
-      const page = response.json as
-        | { items?: unknown; _pagination?: { next?: { offset?: unknown } | null } }
-        | undefined
-      if (!Array.isArray(page?.items)) throw this.http.unexpected('GET', '/users', response)
-      for (const item of page.items as Partial<HubUser>[]) {
-        if (typeof item?.name !== 'string') throw this.http.unexpected('GET', '/users', response)
-        // The list never holds auth_state; a copy must not either.
-        const { auth_state: _, ...user } = item as HubUser
-        user.servers ??= {}
-        users.set(user.name, user)
-      }
+    let offset: number | null = 0
+    while (offset !== null) {
+      const page = await this.listUsersPage('active', offset, options.timeoutMs)
+      for (const user of page.users) users.set(user.name, user)
       options.onPage?.()
-      const next = page._pagination?.next?.offset
-      if (typeof next !== 'number' || next <= offset) break
-      offset = next
+      offset = page.next
     }
     return [...users.values()]
   }

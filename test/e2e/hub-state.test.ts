@@ -151,6 +151,26 @@ t.test('a server whose spawn failed stays listed as failed, and goes when remove
   t.equal(later.body.status.state, 'failed')
   t.equal(later.body.status.ready, false)
 
+  // A replica started now, after the failure, finds it too (the user is not in the active list).
+  const restarted = await buildApp(
+    loadConfig({
+      JUPYTERHUB_API_URL: hub.apiUrl,
+      JUPYTERHUB_API_TOKEN: stack.serviceToken,
+      GITLAB_URL: stack.gitlab.url,
+      LOG_LEVEL: 'silent',
+    }),
+  )
+  t.teardown(() => restarted.close())
+  const onRestarted = async () => {
+    const response = await restarted.inject({
+      url: '/services/notebooks/servers',
+      headers: { authorization: `token ${maintainer}` },
+    })
+    return (response.json() as ServerList).servers.broken?.status.state
+  }
+  const found = await timeUntil(async () => (await onRestarted()) === 'failed', 2000, 'on a new replica')
+  t.ok(found <= 2000, `a replica started after the failure lists it as failed (${Math.round(found)} ms)`)
+
   const removed = await hub.admin('DELETE', '/users/maintainer/servers/broken', { remove: true })
   t.equal(removed.status, 204, 'removed at the hub')
   const gone = await timeUntil(
