@@ -172,8 +172,9 @@ export async function manyUsers(options: ManyUsersOptions): Promise<ManyUsersRep
   const paced = { connections: 20, seconds: settings.seconds, timeoutSeconds: 10, overallRate: pollRate }
   const runs: ManyUsersRun[] = []
   const record = (label: string, result: { runs: Run[]; hub: HubLoad[] }) => {
-    for (const run of result.runs) {
-      runs.push({ ...run, label, hub: result.hub })
+    for (const [i, run] of result.runs.entries()) {
+      const which = result.runs.length > 1 ? ` (clients of ${String.fromCharCode(65 + i)})` : ''
+      runs.push({ ...run, label: `${label}${which}`, hub: result.hub })
       const hub = result.hub.map((h) => `${h.state} state + ${h.token} GET /user`).join(', ')
       log(
         `  ${label}: ${run.rate} req/s, p50 ${run.p50} ms, p99 ${run.p99} ms; hub req/s per replica: ${hub}`,
@@ -183,7 +184,7 @@ export async function manyUsers(options: ManyUsersOptions): Promise<ManyUsersRep
 
   log(`many users: GET servers round-robin, ${settings.connections} connections, ${settings.seconds} s…`)
   record(
-    `service GET servers, ${settings.users} users round-robin`,
+    `service GET servers, ${settings.users} users round-robin, instance A`,
     await measured([proxyA], async () => [
       await load(serversOf(urlA, users, 'manyService', 'service'), full, 1),
     ]),
@@ -202,12 +203,12 @@ export async function manyUsers(options: ManyUsersOptions): Promise<ManyUsersRep
   record(`hub GET /hub/api/users/{name}, same users`, { runs: [await load(hubTarget, full, 1)], hub: [] })
   log(`many users: paced polling, each user every ${settings.pollEverySeconds} s, one instance…`)
   record(
-    `paced (${pollRate}/s), one instance`,
+    `paced (${pollRate}/s), instance A`,
     await measured([proxyA], async () => [await load(serversOf(urlA, users, 'pacedOne', 'paced'), paced, 1)]),
   )
   log('many users: paced polling on two instances at once…')
   record(
-    `paced (${pollRate}/s each), two instances`,
+    `paced (${pollRate}/s each), instances A and B`,
     await measured([proxyA, proxyB], () =>
       Promise.all([
         load(serversOf(urlA, users, 'pacedTwoA', 'paced A'), paced, 1),
