@@ -177,7 +177,7 @@ export async function manyUsers(options: ManyUsersOptions): Promise<ManyUsersRep
       runs.push({ ...run, label: `${label}${which}`, hub: result.hub })
       const hub = result.hub.map((h) => `${h.state} state + ${h.token} GET /user`).join(', ')
       log(
-        `  ${label}: ${run.rate} req/s, p50 ${run.p50} ms, p99 ${run.p99} ms; hub req/s per replica: ${hub}`,
+        `  ${label}${which}: ${run.rate} req/s, p50 ${run.p50} ms, p99 ${run.p99} ms; hub req/s per replica: ${hub}`,
       )
     }
   }
