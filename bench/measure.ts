@@ -12,6 +12,11 @@ export interface Target {
   label: string
   url: string
   headers: Record<string, string>
+  /**
+   * Requests each connection makes in turn, looping (e.g. one per user, each with its own
+   * token and path); `headers` and `url` apply where these leave something out.
+   */
+  requests?: { path?: string; headers?: Record<string, string> }[]
 }
 
 export interface LoadOptions {
@@ -19,6 +24,8 @@ export interface LoadOptions {
   seconds: number
   /** Seconds before a request counts as timed out. */
   timeoutSeconds: number
+  /** Requests per second over all connections (paced clients); as fast as possible when unset. */
+  overallRate?: number
 }
 
 /** Figures of one target: of a single run, or of all its runs taken together. */
@@ -59,6 +66,11 @@ export async function load(target: Target, options: LoadOptions, round: number):
     connections: options.connections,
     duration: options.seconds,
     timeout: options.timeoutSeconds,
+    ...(target.requests && { requests: target.requests }),
+    // Paced: autocannon's correction for coordinated omission assumes one request every
+    // ceil(1 / per-connection rate) = 1 ms, and so invents latencies for every answer slower than
+    // 1 ms; the latencies are taken as measured instead.
+    ...(options.overallRate && { overallRate: options.overallRate, ignoreCoordinatedOmission: true }),
     // The load generator gets its own thread, so it does not take the event loop from the
     // service under test, which runs in this process.
     workers: 1,

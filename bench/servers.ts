@@ -6,8 +6,12 @@
  *
  *   npm run bench
  *
+ * Then, unless BENCH_MANY_USERS=0, the many-users scenario (bench/many-users.ts): BENCH_USERS (200)
+ * hub users polling through replicas that keep a copy of the hub's state, hub requests counted.
+ *
  * Settings (environment): BENCH_SECONDS (10, per run), BENCH_CONNECTIONS (50), BENCH_ROUNDS
- * (2, the order of targets rotates every round), BENCH_WARMUP_SECONDS (3), BENCH_KUBERNETES.
+ * (2, the order of targets rotates every round), BENCH_WARMUP_SECONDS (3), BENCH_KUBERNETES,
+ * BENCH_MANY_USERS, BENCH_USERS.
  * Prints a table and, last, one JSON line. Exits non-zero only when the run itself fails
  * (setup, or requests that failed or were not 2xx); targets that are missed are only reported.
  */
@@ -20,6 +24,7 @@ import type { ServerObject } from '../schemas/servers.js'
 import { startKubernetes } from '../test/stand-ins/kubernetes.js'
 import { freePort } from '../test/support/ports.js'
 import { type Stack, startStack } from '../test/support/stack.js'
+import { type ManyUsersReport, manyUsers, manyUsersText } from './many-users.js'
 import { type LoadOptions, load, type Run, type Summary, summarize, type Target, table } from './measure.js'
 import { type LoopDelay, sequential, type UpstreamCalls, watchLoop, watchUpstream } from './probes.js'
 
@@ -42,6 +47,15 @@ const settings = {
   rounds: Math.max(1, intSetting('BENCH_ROUNDS', 2)),
   warmupSeconds: intSetting('BENCH_WARMUP_SECONDS', 3),
   kubernetes: process.env.BENCH_KUBERNETES !== '0',
+  manyUsers: process.env.BENCH_MANY_USERS !== '0',
+  users: Math.max(10, intSetting('BENCH_USERS', 200)),
+}
+const manyUsersSettings = {
+  users: settings.users,
+  withServers: 3,
+  seconds: settings.seconds,
+  connections: settings.connections,
+  pollEverySeconds: 2,
 }
 const loadOptions: LoadOptions = {
   connections: settings.connections,
@@ -58,7 +72,9 @@ const runLimitMs =
   targetCount *
   (settings.warmupSeconds + settings.rounds * settings.seconds + 5 * (settings.rounds + 1)) *
   1000
-const totalLimitMs = SETUP_LIMIT_MS + runLimitMs + STOP_LIMIT_MS
+// Many users: creating them and their tokens, four runs, the memory measurement.
+const manyUsersLimitMs = settings.manyUsers ? (180 + 4 * (settings.seconds + 10)) * 1000 : 0
+const totalLimitMs = SETUP_LIMIT_MS + runLimitMs + manyUsersLimitMs + STOP_LIMIT_MS
 
 const log = (line: string) => process.stderr.write(`${line}\n`)
 
@@ -194,17 +210,9 @@ async function seedServers(stack: Stack): Promise<string[]> {
   return names
 }
 
-/**
- * A second service instance, configured as the first plus the Kubernetes stand-in, holding a
- * ready pod for each of the user's servers among the pods of 100 other users.
- */
-async function enrichedService(stack: Stack, names: string[]): Promise<string> {
-  const kube = await startKubernetes({ namespace: 'renku' })
-  cleanups.push(() => kube.close())
-  kube.seedServers(USER, names)
-  for (let u = 0; u < 100; u++) kube.seedServers(`other-${u}`, ['a-1', 'b-2', 'c-3'])
+/** Another service instance on the stack, configured as `startStack`'s plus `env`; its base URL. */
+async function startService(stack: Stack, env: Record<string, string> = {}): Promise<string> {
   const port = await freePort()
-  // The same environment `startStack` gives its service, plus Kubernetes.
   const config = loadConfig({
     JUPYTERHUB_API_URL: stack.hub.apiUrl,
     JUPYTERHUB_API_TOKEN: stack.serviceToken,
@@ -215,13 +223,27 @@ async function enrichedService(stack: Stack, names: string[]): Promise<string> {
     LOG_LEVEL: process.env.SERVICE_LOG_LEVEL ?? 'silent',
     HOST: '127.0.0.1',
     PORT: String(port),
-    KUBECONFIG: kube.kubeconfigPath,
-    KUBERNETES_NAMESPACE: kube.namespace,
+    ...env,
   })
   const app: FastifyInstance = await buildApp(config)
   cleanups.push(() => app.close())
   await app.listen({ host: config.host, port: config.port })
-  const url = `http://127.0.0.1:${port}${config.servicePrefix}`
+  return `http://127.0.0.1:${port}${config.servicePrefix}`
+}
+
+/**
+ * A second service instance, configured as the first plus the Kubernetes stand-in, holding a
+ * ready pod for each of the user's servers among the pods of 100 other users.
+ */
+async function enrichedService(stack: Stack, names: string[]): Promise<string> {
+  const kube = await startKubernetes({ namespace: 'renku' })
+  cleanups.push(() => kube.close())
+  kube.seedServers(USER, names)
+  for (let u = 0; u < 100; u++) kube.seedServers(`other-${u}`, ['a-1', 'b-2', 'c-3'])
+  const url = await startService(stack, {
+    KUBECONFIG: kube.kubeconfigPath,
+    KUBERNETES_NAMESPACE: kube.namespace,
+  })
   const token = stack.users.developer.token
   // The pod copy fills in the background; measure only once every server shows its pod.
   await until('pod details on all servers', 30_000, async () => {
@@ -332,6 +354,21 @@ async function main(): Promise<void> {
 
   // The service must still list all servers after the load.
   const after = Object.keys((await listServers(stack.serviceUrl, token)).servers).length
+
+  let many: ManyUsersReport | undefined
+  if (settings.manyUsers) {
+    many = await within(
+      manyUsersLimitMs,
+      'the many-users scenario',
+      manyUsers({
+        stack,
+        settings: manyUsersSettings,
+        startService: (hubApiUrl) => startService(stack, { JUPYTERHUB_API_URL: hubApiUrl }),
+        log,
+        cleanups,
+      }),
+    )
+  }
   const summaries = targets.map((target) => summarize(target, runs))
   const byKey = Object.fromEntries(summaries.map((s) => [s.target, s]))
   const service = byKey.service
@@ -449,7 +486,14 @@ async function main(): Promise<void> {
       .join(' ')}`,
   )
 
-  const failed = summaries.filter((s) => s.errors + s.timeouts + s.non2xx > 0).map((s) => s.target)
+  if (many) {
+    out()
+    out(manyUsersText(many, manyUsersSettings))
+  }
+
+  const failed = [...summaries, ...(many?.runs ?? [])]
+    .filter((s) => s.errors + s.timeouts + s.non2xx > 0)
+    .map((s) => ('label' in s && 'hub' in s ? s.label : s.target))
   const problems = [
     ...failed.map((key) => `${key}: requests failed or were not 2xx`),
     ...(after === SERVERS ? [] : [`the service listed ${after} servers after the load, not ${SERVERS}`]),
@@ -471,6 +515,7 @@ async function main(): Promise<void> {
       loadAverage: { before: loadBefore, after: loadavg().map((v) => Math.round(v * 100) / 100) },
       runs: runs.filter((run) => run.round > 0),
       sequentialCalls,
+      ...(many && { manyUsers: many }),
       problems,
     }),
   )

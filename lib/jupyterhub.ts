@@ -36,6 +36,21 @@ export interface HubIdentity {
 export type StartOutcome = 'created' | 'accepted' | 'already-running'
 export type StopOutcome = 'stopped' | 'accepted' | 'missing'
 
+/**
+ * Told about the service's own starts and stops, so a copy of the hub's state can show them
+ * in the very next read (SPEC 11).
+ */
+export interface HubWriteObserver {
+  /** Before a start is sent; the returned function is called once the start is settled. */
+  starting(user: string, server: string, userOptions: Record<string, unknown>): () => void
+  /** After a start or stop answered (or failed); awaited before the caller learns the outcome. */
+  changed(user: string): Promise<void>
+}
+
+/** Users per page of the user list: the hub's maximum (`api_page_max_limit`). */
+const USERS_PAGE_LIMIT = 200
+const PAGINATION = 'application/jupyterhub-pagination+json'
+
 export interface JupyterHubClientOptions {
   apiUrl: string
   apiToken: string
@@ -57,6 +72,7 @@ export class JupyterHubClient {
   private readonly slowCallTimeoutMs: number
   /** In-flight user reads, shared by concurrent callers so a burst costs the hub one call. */
   private readonly userReads = new Map<string, Promise<HubUser | null>>()
+  private readonly observers = new Set<HubWriteObserver>()
 
   constructor(options: JupyterHubClientOptions) {
     this.http = new HttpClient({
@@ -97,6 +113,75 @@ export class JupyterHubClient {
     return read
   }
 
+  /** Registers an observer of the service's starts and stops; returns its removal. */
+  observe(observer: HubWriteObserver): () => void {
+    this.observers.add(observer)
+    return () => this.observers.delete(observer)
+  }
+
+  /**
+   * One page of `GET /users?state=…&include_stopped_servers=1`: each user with all their servers,
+   * stopped ones included, and the offset of the next page (null on the last). `active` lists
+   * users with a running or pending server (not those whose servers all stopped); `inactive` the
+   * others. The hub pages over its join of users and servers, so a user may come twice.
+   */
+  async listUsersPage(
+    state: 'active' | 'inactive',
+    offset: number,
+    timeoutMs?: number,
+  ): Promise<{ users: HubUser[]; next: number | null }> {
+    const response = await this.http.request('GET', '/users', {
+      operation: 'GET /users',
+      headers: { ...this.auth, accept: PAGINATION },
+      query: { state, include_stopped_servers: 1, offset, limit: USERS_PAGE_LIMIT },
+      timeoutMs,
+    })
+    if (response.status !== 200) throw this.http.unexpected('GET', '/users', response)
+    const page = response.json as
+      | { items?: unknown; _pagination?: { next?: { offset?: unknown } | null } }
+      | undefined
+    if (!Array.isArray(page?.items)) throw this.http.unexpected('GET', '/users', response)
+    const users: HubUser[] = []
+    for (const item of page.items as Partial<HubUser>[]) {
+      if (typeof item?.name !== 'string') throw this.http.unexpected('GET', '/users', response)
+      // The list never holds auth_state; a copy must not either.
+      const { auth_state: _, ...user } = item as HubUser
+      user.servers ??= {}
+      users.push(user)
+    }
+    const next = page._pagination?.next?.offset
+    return { users, next: typeof next === 'number' && next > offset ? next : null }
+  }
+
+  /**
+   * Every user with an active (running or pending) server, with all their servers, every page;
+   * of a user listed twice, the later copy. `onPage` is told each time a page arrived.
+   */
+  async listActiveUsers(options: { timeoutMs?: number; onPage?: () => void } = {}): Promise<HubUser[]> {
+    const users = new Map<string, HubUser>()
+    let offset: number | null = 0
+    while (offset !== null) {
+      const page = await this.listUsersPage('active', offset, options.timeoutMs)
+      for (const user of page.users) users.set(user.name, user)
+      options.onPage?.()
+      offset = page.next
+    }
+    return [...users.values()]
+  }
+
+  /** Tells the observers a start is about to be sent; returns what settles it. */
+  private noteStarting(user: string, server: string, userOptions: Record<string, unknown>): () => void {
+    const settles = [...this.observers].map((observer) => observer.starting(user, server, userOptions))
+    return () => {
+      for (const settle of settles) settle()
+    }
+  }
+
+  private async noteChanged(user: string): Promise<void> {
+    this.forget(user)
+    await Promise.all([...this.observers].map((observer) => observer.changed(user)))
+  }
+
   /** Makes later reads of this user start afresh instead of joining one already under way. */
   forget(name: string): void {
     this.userReads.delete(name)
@@ -124,15 +209,21 @@ export class JupyterHubClient {
     userOptions: Record<string, unknown>,
   ): Promise<StartOutcome> {
     const path = `/users/${seg(user)}/servers/${seg(server)}`
-    // Not retried: a 5xx here means the spawn itself failed.
-    const response = await this.http.request('POST', path, {
-      operation: 'POST /users/{name}/servers/{server_name}',
-      headers: this.auth,
-      body: userOptions,
-      retry: false,
-      timeoutMs: this.slowCallTimeoutMs,
-    })
-    this.forget(user)
+    const settle = this.noteStarting(user, server, userOptions)
+    let response: HttpResponse
+    try {
+      // Not retried: a 5xx here means the spawn itself failed.
+      response = await this.http.request('POST', path, {
+        operation: 'POST /users/{name}/servers/{server_name}',
+        headers: this.auth,
+        body: userOptions,
+        retry: false,
+        timeoutMs: this.slowCallTimeoutMs,
+      })
+    } finally {
+      await this.noteChanged(user)
+      settle()
+    }
     const text = message(response)
     switch (response.status) {
       case 201:
@@ -189,14 +280,18 @@ export class JupyterHubClient {
   /** Stops a named server and removes it from the user's list. */
   async stopServer(user: string, server: string): Promise<StopOutcome> {
     const path = `/users/${seg(user)}/servers/${seg(server)}`
-    // `remove` is honoured only in the JSON body, not as a query parameter.
-    const response = await this.http.request('DELETE', path, {
-      operation: 'DELETE /users/{name}/servers/{server_name}',
-      headers: this.auth,
-      body: { remove: true },
-      timeoutMs: this.slowCallTimeoutMs,
-    })
-    this.forget(user)
+    let response: HttpResponse
+    try {
+      // `remove` is honoured only in the JSON body, not as a query parameter.
+      response = await this.http.request('DELETE', path, {
+        operation: 'DELETE /users/{name}/servers/{server_name}',
+        headers: this.auth,
+        body: { remove: true },
+        timeoutMs: this.slowCallTimeoutMs,
+      })
+    } finally {
+      await this.noteChanged(user)
+    }
     if (response.status === 204) return 'stopped'
     if (response.status === 202) return 'accepted'
     if (response.status === 404) return 'missing'

@@ -54,6 +54,7 @@ export class Launcher {
       })
     }
 
+    // The GitLab token is only in the hub's user model (never in the copy): one read per launch.
     const token = await gitlabTokenOf(hub, user)
     // Beside the project lookup; its refusal counts only once the project is known to exist.
     const scopeCheck = gitlab.requirePushScope(token)
@@ -110,11 +111,13 @@ export class Launcher {
     autosave: Promise<string | undefined>,
   ): Promise<LaunchResult> {
     const { hub, directory } = this.options
-    hub.forget(user)
+    // From this replica's copy; a start another replica made meanwhile is answered 202 or 400
+    // "already running" by the hub, both handled below.
     const current = await directory.get(user, name)
     if (current && current.status.state !== 'failed') return { status: 200, server: current }
     // A new server (or a new start of a stopped one) restores the newest autosave of the launch.
     const restore = await autosave
+    // The copy shows the start as it is sent and reads the user again once it is answered.
     const outcome = await hub.startServer(
       user,
       name,

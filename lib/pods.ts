@@ -31,6 +31,11 @@ export interface ServerRef {
 }
 
 export interface PodInspector {
+  /**
+   * A number that changes whenever any pod does, while pods come from a watched copy; undefined
+   * while each read asks the API. Lets callers reuse what they built from unchanged pods.
+   */
+  version?(): number | undefined
   /** The pods of a user's servers, keyed by server name, read with one list call. */
   podsForUser(username: string, servers: ServerRef[]): Promise<Map<string, PodView>>
   /** Deletes a pod (grace period 30 s); resolves when the API accepted it or the pod is already gone. */

@@ -1,48 +1,67 @@
 import type { ServerObject } from '../schemas/servers.js'
 import { UpstreamError } from './errors.js'
-import type { HubUser, JupyterHubClient } from './jupyterhub.js'
-import type { HubReadSource } from './metrics.js'
+import type { HubState, UserServers } from './hub-state.js'
 import type { PodInspector, PodView } from './pods.js'
 import { toServerObject } from './servers.js'
 
 export interface ServerDirectoryOptions {
-  hub: JupyterHubClient
+  /** This replica's copy of the hub's server state. */
+  state: Pick<HubState, 'read'>
   /** Pod details from Kubernetes, when configured. */
   pods: PodInspector | null
   origin: string
   baseUrl: string
-  /** Told of each read of a user's servers and where it was answered from (the metrics). */
-  countRead?: (source: HubReadSource) => void
   /** Told when pod details could not be read and the hub's data is shown alone. */
   onPodsUnavailable?: (err: UpstreamError) => void
 }
 
-/** A user's servers as the service shows them: the hub's list, enriched with pod details. */
+interface ViewEntry {
+  /** The pod copy's version the view was built from (0 without Kubernetes). */
+  podVersion: number | undefined
+  view: Promise<ReadonlyMap<string, ServerObject>>
+}
+
+/**
+ * A user's servers as the service shows them: the hub's, from this replica's copy of its state
+ * (no hub call), enriched with pod details (from the pod copy, when Kubernetes is configured).
+ */
 export class ServerDirectory {
   constructor(private readonly options: ServerDirectoryOptions) {}
 
   /**
-   * Views built per hub answer: callers that shared one hub read (see JupyterHubClient.getUser)
-   * share the pod lookup and the server objects too, instead of each building their own.
+   * Views built per state of a user: until it changes, reads share the server objects (and the
+   * pod lookup) instead of each building their own. With Kubernetes, only while the pod copy is
+   * unchanged and no pod is waiting (its events are read afresh).
    */
-  private readonly views = new WeakMap<HubUser, Promise<ReadonlyMap<string, ServerObject>>>()
+  private readonly views = new WeakMap<UserServers, ViewEntry>()
 
-  /** All of the user's servers, keyed by name; one hub call and at most one pod list. */
+  /** All of the user's named servers, keyed by name. */
   async list(user: string): Promise<ReadonlyMap<string, ServerObject>> {
-    this.options.countRead?.('hub')
-    const hubUser = await this.options.hub.getUser(user)
+    const hubUser = await this.options.state.read(user)
     if (!hubUser) return new Map()
-    let view = this.views.get(hubUser)
-    if (!view) {
-      view = this.build(user, hubUser)
-      this.views.set(hubUser, view)
+    const { pods } = this.options
+    const podVersion = pods ? pods.version?.() : 0
+    const shared = this.views.get(hubUser)
+    if (shared && podVersion !== undefined && shared.podVersion === podVersion) return shared.view
+    const entry: ViewEntry = {
+      podVersion,
+      view: this.build(user, hubUser).then(({ servers, settled }) => {
+        if (!settled && this.views.get(hubUser) === entry) this.views.delete(hubUser)
+        return servers
+      }),
     }
-    return view
+    this.views.set(hubUser, entry)
+    return entry.view
   }
 
-  private async build(user: string, hubUser: HubUser): Promise<ReadonlyMap<string, ServerObject>> {
+  /** The server objects; `settled` is false when pod details may change without a pod changing. */
+  private async build(
+    user: string,
+    hubUser: UserServers,
+  ): Promise<{ servers: ReadonlyMap<string, ServerObject>; settled: boolean }> {
     const servers = Object.values(hubUser.servers).filter((server) => server.name !== '')
     let pods = new Map<string, PodView>()
+    let settled = true
     if (this.options.pods && servers.length) {
       const refs = servers.map((server) => {
         const podName = server.state?.pod_name
@@ -54,12 +73,18 @@ export class ServerDirectory {
         // Kubernetes down must not hide the servers: the hub's word is enough to list them.
         if (!(err instanceof UpstreamError)) throw err
         this.options.onPodsUnavailable?.(err)
+        settled = false
       }
     }
     const hub = { origin: this.options.origin, baseUrl: this.options.baseUrl }
-    return new Map(
-      servers.map((server) => [server.name, toServerObject(hub, user, server, pods.get(server.name))]),
-    )
+    // A waiting pod's step comes from its events, which are read afresh.
+    if ([...pods.values()].some((pod) => !pod.ready && !pod.terminating)) settled = false
+    return {
+      servers: new Map(
+        servers.map((server) => [server.name, toServerObject(hub, user, server, pods.get(server.name))]),
+      ),
+      settled,
+    }
   }
 
   async get(user: string, name: string): Promise<ServerObject | undefined> {

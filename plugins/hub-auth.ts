@@ -44,14 +44,25 @@ export default fp<HubAuthOptions>(
     const identities = new LRUCache<string, HubIdentity | false>({ max: options.maxEntries ?? 10_000, ttl })
     const refusedTtl = Math.min(ttl, 5_000)
 
-    async function identify(token: string): Promise<HubIdentity | null> {
+    // Hub calls under way, by token hash: concurrent first uses of a token share one `GET /user`.
+    const asking = new Map<string, Promise<HubIdentity | null>>()
+
+    function identify(token: string): Promise<HubIdentity | null> {
       const key = createHash('sha256').update(token).digest('base64')
       const known = identities.get(key)
-      if (known !== undefined) return known || null
-      const identity = await fastify.jupyterhub.whoami(token)
-      if (identity) identities.set(key, identity)
-      else identities.set(key, false, { ttl: refusedTtl })
-      return identity
+      if (known !== undefined) return Promise.resolve(known || null)
+      const inFlight = asking.get(key)
+      if (inFlight) return inFlight
+      const ask = fastify.jupyterhub
+        .whoami(token)
+        .then((identity) => {
+          if (identity) identities.set(key, identity)
+          else identities.set(key, false, { ttl: refusedTtl })
+          return identity
+        })
+        .finally(() => asking.delete(key))
+      asking.set(key, ask)
+      return ask
     }
 
     // The login session cookie (routes/auth.ts); its hub token goes through the same check.

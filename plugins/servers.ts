@@ -1,4 +1,5 @@
 import fp from 'fastify-plugin'
+import { HubState } from '../lib/hub-state.js'
 import { Launcher } from '../lib/launcher.js'
 import { LocalLogSource } from '../lib/local-logs.js'
 import type { LogSource } from '../lib/pods.js'
@@ -7,6 +8,8 @@ import { ServerDirectory } from '../lib/server-directory.js'
 declare module 'fastify' {
   interface FastifyInstance {
     servers: ServerDirectory
+    /** This replica's copy of the hub's server state (counters in `stats`). */
+    hubState: HubState
     launcher: Launcher
     /** Where server logs come from; null when neither local log files nor Kubernetes are configured. */
     logSource: LogSource | null
@@ -17,12 +20,18 @@ declare module 'fastify' {
 export default fp(
   async (fastify) => {
     const { config, jupyterhub, gitlab, kubernetes } = fastify
-    const directory = new ServerDirectory({
+    const hubState = new HubState({
       hub: jupyterhub,
+      log: fastify.log,
+      onRead: (source) => fastify.metrics.countHubRead(source),
+    })
+    fastify.decorate('hubState', hubState)
+    fastify.addHook('onClose', () => hubState.stop())
+    const directory = new ServerDirectory({
+      state: hubState,
       pods: kubernetes,
       origin: config.hubOrigin,
       baseUrl: config.hubBaseUrl,
-      countRead: (source) => fastify.metrics.countHubRead(source),
       onPodsUnavailable: (err) =>
         fastify.log.warn(
           { failure: err.failure, detail: err.detail },

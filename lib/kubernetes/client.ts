@@ -183,6 +183,10 @@ export class KubernetesPods implements PodInspector, LogSource, PodLaunchSource 
     }
   }
 
+  version(): number | undefined {
+    return this.cache?.synced ? this.cache.version : undefined
+  }
+
   async podsForUser(username: string, servers: ServerRef[]): Promise<Map<string, PodView>> {
     const views = new Map<string, PodView>()
     if (servers.length === 0) return views

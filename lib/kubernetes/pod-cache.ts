@@ -42,6 +42,7 @@ export class PodCache {
   private readonly options: PodCacheOptions
   private readonly pods = new Map<string, V1Pod>()
   private resourceVersion = ''
+  private changes = 0
   private current = false
   private stopped = true
   private controller?: AbortController
@@ -64,6 +65,11 @@ export class PodCache {
   /** Resolves once the copy has been current for the first time. */
   whenSynced(): Promise<void> {
     return this.firstSync
+  }
+
+  /** A number that changes whenever the copy does, so readers can tell a view built from it is current. */
+  get version(): number {
+    return this.changes
   }
 
   /** The pods, as last seen. */
@@ -124,6 +130,7 @@ export class PodCache {
     )
     this.pods.clear()
     for (const pod of list.items) if (pod.metadata?.name) this.pods.set(pod.metadata.name, pod)
+    this.changes++
     this.resourceVersion = list.metadata?.resourceVersion ?? ''
   }
 
@@ -142,6 +149,7 @@ export class PodCache {
         if (type !== 'BOOKMARK' && name) {
           if (type === 'DELETED') this.pods.delete(name)
           else this.pods.set(name, object as V1Pod)
+          this.changes++
         }
         if (object.metadata?.resourceVersion) this.resourceVersion = object.metadata.resourceVersion
       }

@@ -171,6 +171,7 @@ t.test('the jupyterhub values register this service and mount its files', async 
   const serviceRole = Object.values(roles).find((r) => r.services?.includes(serviceName))
   t.ok(serviceRole?.scopes.includes('admin:auth_state'), 'the service may read auth_state')
   t.ok(serviceRole?.scopes.includes('admin:servers'), 'the service may start and stop servers')
+  t.ok(serviceRole?.scopes.includes('list:users'), 'the service may list the users with active servers')
   t.ok(
     roles.user?.scopes.includes(`access:services!service=${serviceName}`),
     'users may log in to the service',

@@ -21,6 +21,8 @@ export interface CountingProxy {
   failNext(path: RegExp, status: number, count?: number): void
   /** Pass the next `count` requests matching `path` on only after `ms` milliseconds. */
   delayNext(path: RegExp, ms: number, count?: number): void
+  /** While offline, every request has its connection dropped, as when the upstream is gone. */
+  setOffline(offline: boolean): void
   close(): Promise<void>
 }
 
@@ -28,6 +30,7 @@ export async function startCountingProxy(upstream: string): Promise<CountingProx
   const target = new URL(upstream)
   const failures: { path: RegExp; status: number; left: number }[] = []
   const delays: { path: RegExp; ms: number; left: number }[] = []
+  let offline = false
   const agent = new http.Agent({ keepAlive: true })
   const proxy: CountingProxy = {
     url: '',
@@ -40,6 +43,9 @@ export async function startCountingProxy(upstream: string): Promise<CountingProx
     delayNext(path, ms, count = 1) {
       delays.push({ path, ms, left: count })
     },
+    setOffline(value) {
+      offline = value
+    },
     close: () =>
       new Promise((resolve) => {
         server.closeAllConnections()
@@ -48,6 +54,10 @@ export async function startCountingProxy(upstream: string): Promise<CountingProx
       }),
   }
   const server = http.createServer((req, res) => {
+    if (offline) {
+      req.socket.destroy()
+      return
+    }
     const delay = delays.find((d) => d.left > 0 && d.path.test(req.url ?? ''))
     if (!delay) return pass(req, res)
     delay.left--

@@ -5,7 +5,9 @@ import { join } from 'node:path'
 import t from 'tap'
 import { autosavesOf, autosaveToRestore, parseAutosaveName } from '../../lib/autosave.js'
 import { ConfigError, loadConfig } from '../../lib/config.js'
-import type { ApiError } from '../../lib/errors.js'
+import { type ApiError, UpstreamError } from '../../lib/errors.js'
+import { HubState } from '../../lib/hub-state.js'
+import type { HubServer, HubUser } from '../../lib/jupyterhub.js'
 import { parseImage } from '../../lib/registry.js'
 import { parseBytes, resolveServerOptions } from '../../lib/server-options.js'
 import { matchesFilter, serverName, toServerObject } from '../../lib/servers.js'
@@ -355,4 +357,102 @@ t.test('the process refuses a bad configuration with one line naming the variabl
       `^renku-notebooks cannot start: METRICS_PORT ${takenPort} cannot be listened on: .*EADDRINUSE.*\n$`,
     ),
   )
+})
+
+t.test('hub state copy: first list, drop-outs, own starts, failures, stop', async (t) => {
+  const running = (name: string): HubServer => ({
+    name,
+    ready: true,
+    pending: null,
+    stopped: false,
+    url: `/user/x/${name}/`,
+    started: null,
+    last_activity: null,
+    user_options: {},
+    state: null,
+  })
+  const stopped = (name: string): HubServer => ({ ...running(name), ready: false, stopped: true })
+  const user = (name: string, ...servers: HubServer[]): HubUser => ({
+    name,
+    admin: false,
+    servers: Object.fromEntries(servers.map((server) => [server.name, server])),
+  })
+  // The hub as the client shows it: who is active, and each user read alone.
+  let active: HubUser[] = [user('alice', running('a'))]
+  const alone = new Map<string, HubUser>()
+  let down = false
+  const calls: string[] = []
+  const unreachable = () => new UpstreamError('JupyterHub', 'unavailable', 'refused')
+  const hub = {
+    async listActiveUsers(options: { onPage?: () => void } = {}) {
+      calls.push('list')
+      if (down) throw unreachable()
+      options.onPage?.()
+      return structuredClone(active)
+    },
+    async listUsersPage() {
+      calls.push('sweep')
+      if (down) throw unreachable()
+      return { users: [], next: null }
+    },
+    async getUser(name: string) {
+      calls.push(`user ${name}`)
+      if (down) throw unreachable()
+      return structuredClone(alone.get(name) ?? null)
+    },
+    forget() {},
+    observe: () => () => {},
+  }
+  const state = new HubState({ hub, pollIntervalMs: 50, maxAgeMs: 300, sweepIntervalMs: 60_000 })
+  t.teardown(() => state.stop())
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+  t.equal((await state.read('alice'))?.servers.a?.ready, true, 'the first read waits for the first list')
+  t.equal(await state.read('bob'), null, 'a user without servers')
+  t.equal(calls.filter((call) => call.startsWith('user')).length, 0, 'no user was read alone')
+
+  // alice's server stops: she leaves the active list; read alone once, she keeps it as stopped.
+  alone.set('alice', user('alice', stopped('a'), stopped('')))
+  active = []
+  await sleep(200)
+  t.equal((await state.read('alice'))?.servers.a?.stopped, true, 'the stopped server stays listed')
+  await sleep(200)
+  const aliceReads = calls.filter((call) => call === 'user alice').length
+  t.ok(aliceReads >= 2, `read again while being read (${aliceReads})`)
+  alone.delete('alice')
+  await sleep(200)
+  t.equal(await state.read('alice'), null, 'and gone once removed')
+
+  // A start of this replica: starting until the hub answered, then what the hub says.
+  const settle = state.starting('carol', 'c', { image: 'x' })
+  t.equal(
+    (await state.read('carol'))?.servers.c?.pending,
+    'spawn',
+    'a start not yet answered reads as pending',
+  )
+  alone.set('carol', user('carol', running('c')))
+  await state.changed('carol')
+  settle()
+  t.equal((await state.read('carol'))?.servers.c?.ready, true, 'once answered, the hub’s word, at once')
+
+  down = true
+  const failure = await (async () => {
+    for (let i = 0; i < 40; i++) {
+      const outcome = await state.read('carol').catch((err: unknown) => err)
+      if (outcome instanceof Error) return outcome
+      await sleep(25)
+    }
+  })()
+  t.ok(failure instanceof UpstreamError && failure.statusCode === 503, 'the hub gone: 503')
+  t.equal((failure as UpstreamError).upstream, 'JupyterHub')
+  down = false
+  active = [user('carol', running('c'), running('d'))]
+  await sleep(150)
+  t.same(Object.keys((await state.read('carol'))?.servers ?? {}), ['c', 'd'], 'back, with fresh data')
+
+  await state.stop()
+  const after = calls.length
+  await sleep(150)
+  t.equal(calls.length, after, 'stopped: no more calls')
+  t.ok(state.stats.stateReads > 0 && state.stats.polls > 0, 'counters count')
 })

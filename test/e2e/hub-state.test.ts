@@ -1,0 +1,282 @@
+/**
+ * Server reads from this replica's copy of the hub's state (SPEC 11), over a real hub with a
+ * counting proxy between the service and the hub: what reaches the hub, how fresh the answers
+ * are after changes made here and at the hub directly, failed spawns, and the hub going away.
+ */
+import type { AddressInfo } from 'node:net'
+import t from 'tap'
+import { buildApp } from '../../app.js'
+import { loadConfig } from '../../lib/config.js'
+import type { ServerObject } from '../../schemas/servers.js'
+import { startCountingProxy } from '../support/counting-proxy.js'
+import { startStack } from '../support/stack.js'
+
+const stack = await startStack()
+t.teardown(() => stack.stop())
+const { hub, users, world } = stack
+const proxy = await startCountingProxy(hub.apiUrl.replace(/\/hub\/api$/, ''))
+t.teardown(() => proxy.close())
+
+// The replica under test: the stack's configuration, but reaching the hub through the proxy.
+const app = await buildApp(
+  loadConfig({
+    JUPYTERHUB_API_URL: `${proxy.url}/hub/api`,
+    JUPYTERHUB_API_TOKEN: stack.serviceToken,
+    JUPYTERHUB_ORIGIN: hub.publicUrl,
+    GITLAB_URL: stack.gitlab.url,
+    NOTEBOOKS_LOGS_DIR: hub.logsDir,
+    LOG_LEVEL: 'silent',
+  }),
+)
+t.teardown(() => app.close())
+await app.listen({ host: '127.0.0.1', port: 0 })
+const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}/services/notebooks/`
+
+type ServerList = { servers: Record<string, ServerObject> }
+
+// biome-ignore lint/suspicious/noExplicitAny: the answers are JSON of several shapes
+async function call<T = any>(token: string, method: string, route: string, body?: unknown) {
+  const response = await fetch(new URL(route, base), {
+    method,
+    headers: {
+      authorization: `token ${token}`,
+      ...(body !== undefined && { 'content-type': 'application/json' }),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  })
+  const text = await response.text()
+  return { status: response.status, body: (text ? JSON.parse(text) : null) as T }
+}
+
+const listOf = async (token: string) => (await call<ServerList>(token, 'GET', 'servers')).body.servers
+const hubCalls = (pattern: RegExp, from = 0) =>
+  proxy.requests.slice(from).filter((request) => pattern.test(request)).length
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Milliseconds until `check` holds, probing every 50 ms; fails after `limitMs`. */
+async function timeUntil(check: () => Promise<boolean>, limitMs: number, what: string): Promise<number> {
+  const start = performance.now()
+  while (!(await check())) {
+    if (performance.now() - start > limitMs) throw new Error(`not within ${limitMs} ms: ${what}`)
+    await sleep(50)
+  }
+  return performance.now() - start
+}
+
+const developer = users.developer.token
+const demo = { namespace: 'demo-group', project: 'demo-project' }
+
+t.test('reads come from the copy; own launches and stops show at once, the hub’s within 2 s', async (t) => {
+  t.same(await listOf(developer), {}, 'no servers yet')
+  const mark = proxy.requests.length
+  const statuses: number[] = []
+  for (let i = 0; i < 20; i++) statuses.push((await call(developer, 'GET', 'servers')).status)
+  statuses.push((await call(developer, 'GET', 'user')).status)
+  t.ok(
+    statuses.every((status) => status === 200),
+    'every read answers',
+  )
+  t.equal(hubCalls(/^GET \/hub\/api\/users\/developer/, mark), 0, 'twenty-one reads, no read of the user')
+
+  // The hub holds the start open until the server is up (a few seconds): meanwhile, the copy
+  // already shows it as starting, before any list could have seen it.
+  const launching = call<ServerObject>(developer, 'POST', 'servers', {
+    ...demo,
+    commit_sha: world.commits.demo.masterFirst,
+  })
+  await timeUntil(
+    async () => hubCalls(/^POST \/hub\/api\/users\/developer\/servers\//, mark) === 1,
+    10_000,
+    'the start sent to the hub',
+  )
+  const during = Object.values(await listOf(developer))
+  t.equal(during.length, 1, 'the launch is listed while the hub has not answered')
+  t.equal(during[0]?.status.state, 'starting')
+  const launch = await launching
+  t.equal(launch.status, 201)
+  const name = launch.body.name
+  const after = await call<ServerObject>(developer, 'GET', `servers/${name}`)
+  t.equal(after.body.status.state, 'running', 'the next read shows the server running')
+
+  t.equal((await call(developer, 'DELETE', `servers/${name}`)).status, 204)
+  t.same(await listOf(developer), {}, 'the next read after the stop no longer lists it')
+
+  // Changes made at the hub directly (another replica, an admin, the culler).
+  const started = await hub.admin('POST', '/users/developer/servers/elsewhere', {})
+  t.equal(started.status, 201, 'started at the hub')
+  const seenStart = await timeUntil(
+    async () => (await listOf(developer)).elsewhere?.status.state === 'running',
+    2000,
+    'a start at the hub',
+  )
+  t.ok(seenStart <= 2000, `a start at the hub shows within 2 s (${Math.round(seenStart)} ms)`)
+  const stopped = await hub.admin('DELETE', '/users/developer/servers/elsewhere', { remove: true })
+  t.ok([202, 204].includes(stopped.status), 'stopped at the hub')
+  const seenStop = await timeUntil(
+    async () => (await listOf(developer)).elsewhere === undefined,
+    2000,
+    'a stop at the hub',
+  )
+  t.ok(seenStop <= 2000, `a stop at the hub shows within 2 s (${Math.round(seenStop)} ms)`)
+  t.equal(
+    hubCalls(/^GET \/hub\/api\/users\/developer\?/, mark),
+    4,
+    'the user was read alone only for the launch (its GitLab token), after its own start and stop, ' +
+      'and once when it left the active list',
+  )
+})
+
+t.test('a server whose spawn failed stays listed as failed, and goes when removed', async (t) => {
+  const maintainer = users.maintainer.token
+  t.same(await listOf(maintainer), {})
+  // Pending for a moment (so a list sees it), then failing: the user drops out of the active list.
+  const failing = await hub.admin('POST', '/users/maintainer/servers/broken', {
+    jhub_test_delay: 1.5,
+    jhub_test_fail: 'raise',
+  })
+  t.equal(failing.status, 500, 'the hub reports the failed spawn')
+  const active = await hub.admin('GET', '/users?state=active')
+  t.notOk(
+    (active.body as { name: string }[]).some((user) => user.name === 'maintainer'),
+    'the hub no longer lists the user as active',
+  )
+  await timeUntil(
+    async () => (await listOf(maintainer)).broken?.status.state === 'failed',
+    2000,
+    'the failed server',
+  )
+  await sleep(2500)
+  const later = await call<ServerObject>(maintainer, 'GET', 'servers/broken')
+  t.equal(later.status, 200, 'still listed seconds later')
+  t.equal(later.body.status.state, 'failed')
+  t.equal(later.body.status.ready, false)
+
+  // A replica started now, after the failure, finds it too (the user is not in the active list).
+  const restarted = await buildApp(
+    loadConfig({
+      JUPYTERHUB_API_URL: hub.apiUrl,
+      JUPYTERHUB_API_TOKEN: stack.serviceToken,
+      GITLAB_URL: stack.gitlab.url,
+      LOG_LEVEL: 'silent',
+    }),
+  )
+  t.teardown(() => restarted.close())
+  const onRestarted = async () => {
+    const response = await restarted.inject({
+      url: '/services/notebooks/servers',
+      headers: { authorization: `token ${maintainer}` },
+    })
+    return (response.json() as ServerList).servers.broken?.status.state
+  }
+  const found = await timeUntil(async () => (await onRestarted()) === 'failed', 2000, 'on a new replica')
+  t.ok(found <= 2000, `a replica started after the failure lists it as failed (${Math.round(found)} ms)`)
+
+  const removed = await hub.admin('DELETE', '/users/maintainer/servers/broken', { remove: true })
+  t.equal(removed.status, 204, 'removed at the hub')
+  const gone = await timeUntil(
+    async () => (await listOf(maintainer)).broken === undefined,
+    2000,
+    'the removal of the failed server',
+  )
+  t.ok(gone <= 2000, `its removal at the hub shows within 2 s (${Math.round(gone)} ms)`)
+})
+
+t.test('the hub going away: 503 naming JupyterHub within seconds, then fresh data', async (t) => {
+  // A token the replica has just checked, so its answer about the token outlives the outage.
+  const { token } = await hub.createUser('developer')
+  t.equal((await call(token, 'GET', 'servers')).status, 200)
+  proxy.setOffline(true)
+  const wentAway = performance.now()
+  let answer = await call(token, 'GET', 'servers')
+  t.equal(answer.status, 200, 'at first, the copy (under 2 s old) still answers')
+  await timeUntil(
+    async () => {
+      answer = await call(token, 'GET', 'servers')
+      return answer.status !== 200
+    },
+    3500,
+    'a 503',
+  )
+  const after = performance.now() - wentAway
+  t.ok(after >= 1500, `not before the copy is about 2 s old (${Math.round(after)} ms)`)
+  t.equal(answer.status, 503)
+  t.same(answer.body, { messages: { error: 'JupyterHub cannot be reached.' }, code: 'UPSTREAM_UNAVAILABLE' })
+  t.equal((await call(token, 'GET', 'user')).status, 503, 'GET user too')
+
+  // Meanwhile a server starts at the hub; once the hub is back, the service shows it.
+  t.equal((await hub.admin('POST', '/users/developer/servers/meanwhile', {})).status, 201)
+  proxy.setOffline(false)
+  const back = await timeUntil(
+    async () => {
+      const response = await call<ServerList>(token, 'GET', 'servers')
+      return response.status === 200 && response.body.servers.meanwhile?.status.state === 'running'
+    },
+    2000,
+    'fresh data',
+  )
+  t.ok(back <= 2000, `back with fresh data within 2 s (${Math.round(back)} ms)`)
+  await hub.admin('DELETE', '/users/developer/servers/meanwhile', { remove: true })
+})
+
+t.test('many users: the hub sees about one list a second, however many users read', async (t) => {
+  const count = 200
+  const names = Array.from({ length: count }, (_, i) => `reader-${i}`)
+  t.equal((await hub.admin('POST', '/users', { usernames: names })).status, 201)
+  const tokens: string[] = []
+  for (let i = 0; i < count; i += 20) {
+    const batch = await Promise.all(names.slice(i, i + 20).map((name) => hub.createUser(name)))
+    tokens.push(...batch.map((user) => user.token))
+  }
+  // A few of them have a server.
+  for (const name of names.slice(0, 2)) {
+    t.equal((await hub.admin('POST', `/users/${name}/servers/work`, {})).status, 201)
+  }
+
+  // Concurrent first uses of one token: one `GET /user`.
+  const fresh = proxy.requests.length
+  const first = await Promise.all(
+    Array.from({ length: 50 }, () => call(tokens[5] as string, 'GET', 'servers')),
+  )
+  t.ok(
+    first.every((response) => response.status === 200),
+    'fifty concurrent first uses of a token answer',
+  )
+  t.equal(hubCalls(/^GET \/hub\/api\/user$/, fresh), 1, 'and the hub is asked about the token once')
+
+  const mark = proxy.requests.length
+  const started = performance.now()
+  const requests = 2000
+  let next = 0
+  const statuses: number[] = []
+  let withServer = 0
+  // 50 clients at once, each request for the next user in turn.
+  await Promise.all(
+    Array.from({ length: 50 }, async () => {
+      for (let i = next++; i < requests; i = next++) {
+        const response = await call<ServerList>(tokens[i % count] as string, 'GET', 'servers')
+        statuses.push(response.status)
+        if (response.body?.servers?.work) withServer++
+      }
+    }),
+  )
+  const seconds = (performance.now() - started) / 1000
+  t.equal(statuses.length, requests)
+  t.ok(
+    statuses.every((status) => status === 200),
+    `every read answered 200 (others: ${statuses.filter((status) => status !== 200).join(' ') || 'none'})`,
+  )
+  t.equal(withServer, (requests / count) * 2, 'the two users with a server see it in every read')
+  const whoami = hubCalls(/^GET \/hub\/api\/user$/, mark)
+  const lists = hubCalls(/^GET \/hub\/api\/users\?/, mark)
+  const total = proxy.requests.length - mark
+  t.ok(whoami <= count - 1, `at most one GET /user per new token (${whoami})`)
+  t.equal(hubCalls(/^GET \/hub\/api\/users\/reader/, mark), 0, 'no user was read alone')
+  const allowed = Math.ceil(seconds * 2) + count
+  t.ok(
+    total <= allowed,
+    `${requests} reads over ${count} users in ${seconds.toFixed(1)} s cost the hub ${total} requests ` +
+      `(${lists} lists, ${whoami} GET /user), at most ${allowed}`,
+  )
+  for (const name of names.slice(0, 2))
+    await hub.admin('DELETE', `/users/${name}/servers/work`, { remove: true })
+})
