@@ -107,11 +107,13 @@ const progressRoutes: FastifyPluginAsyncTypebox<ProgressOptions> = async (fastif
         return
       }
       open.add(raw)
+      const closeGauge = fastify.metrics.openProgressStream()
       let unsubscribe = () => {}
       const keepAlive = setInterval(() => raw.write(': keep-alive\n\n'), keepAliveMs)
       const finish = () => {
         clearInterval(keepAlive)
         open.delete(raw)
+        closeGauge()
         unsubscribe()
         if (!raw.writableEnded) raw.end()
       }

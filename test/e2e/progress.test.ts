@@ -213,3 +213,28 @@ t.test('100 watchers of one start cost the hub one progress stream; leaving cost
   const late = await readEvents(progressOf(replicaUrl, 'slow-crowd'), { headers: token })
   t.equal(late.events.at(-1)?.data.step, 'ready', 'a new watcher still follows the start to its end')
 })
+
+t.test('the metrics count the progress streams open', async (t) => {
+  await slowStart('slow-gauge', { jhub_test_delay: 6 })
+  const gauge = async () => {
+    const text = await (await fetch(stack.metricsUrl as string)).text()
+    return Number(/^renku_notebooks_progress_streams_open (\d+)$/m.exec(text)?.[1])
+  }
+  const watchers = Array.from({ length: 3 }, () => new AbortController())
+  const responses = await Promise.all(
+    watchers.map((w) =>
+      fetch(progressOf(stack.serviceUrl, 'slow-gauge'), { headers: token, signal: w.signal }),
+    ),
+  )
+  t.ok(
+    responses.every((r) => r.status === 200),
+    'three watchers',
+  )
+  t.equal(await gauge(), 3, 'three streams open')
+  for (const w of watchers) w.abort()
+  t.equal(
+    await eventually(async () => ((await gauge()) === 0 ? 0 : undefined), 5000),
+    0,
+    'none once they left',
+  )
+})
