@@ -321,10 +321,6 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
         server_options = opts.get("server_options") or {}
         lfs = server_options.get("lfs_auto_fetch") is True
         clone_env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": self.home_dir,
-            "LANG": os.environ.get("LANG", "C.UTF-8"),
-            "JHUB_MARKER": MARKER,
             "GIT_REPOSITORY_URL": str(opts.get("repository") or ""),
             "GIT_COMMIT_SHA": str(opts.get("commit_sha") or ""),
             "GIT_BRANCH": str(opts.get("branch") or ""),
@@ -334,11 +330,32 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
         }
         if isinstance(opts.get("autosave"), str) and opts["autosave"]:
             clone_env["GIT_AUTOSAVE_BRANCH"] = opts["autosave"]
+        finished, returncode, text = await self._run_script(CLONE_SCRIPT, clone_env, CLONE_TIMEOUT, token)
+        if not finished:
+            self._fail(f"cloning {clone_env['GIT_REPOSITORY_URL']} timed out after {CLONE_TIMEOUT} s")
+        if text:
+            self._append_log(text)
+        if returncode != 0:
+            lines = [line for line in text.splitlines() if line.strip()]
+            reason = lines[-1] if lines else f"exit status {returncode}"
+            reason = reason.removeprefix("clone-repo: error: ")
+            self._fail(f"could not check out the repository: {reason}")
+
+    async def _run_script(self, script, script_env, timeout, token):
+        """Runs one of the chart's shell scripts (the same the pod runs) in its own session with
+        only the given environment; returns (finished in time, exit status, output). The token
+        is masked in the output, though the scripts never print it."""
         os.makedirs(self.home_dir, exist_ok=True)
         proc = await asyncio.create_subprocess_exec(
             "/bin/sh",
-            CLONE_SCRIPT,
-            env=clone_env,
+            script,
+            env={
+                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                "HOME": self.home_dir,
+                "LANG": os.environ.get("LANG", "C.UTF-8"),
+                "JHUB_MARKER": MARKER,
+                **script_env,
+            },
             cwd=self.home_dir,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -346,21 +363,19 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
             start_new_session=True,
         )
         try:
-            out, _ = await asyncio.wait_for(proc.communicate(), CLONE_TIMEOUT)
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout)
         except asyncio.TimeoutError:
-            proc.kill()
+            # The whole session: git's helpers too.
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             await proc.wait()
-            self._fail(f"cloning {clone_env['GIT_REPOSITORY_URL']} timed out after {CLONE_TIMEOUT} s")
+            return False, proc.returncode, ""
         text = out.decode("utf-8", "replace")
         if token:
-            text = text.replace(token, "***")  # the script never prints it; belt and braces
-        if text:
-            self._append_log(text)
-        if proc.returncode != 0:
-            lines = [line for line in text.splitlines() if line.strip()]
-            reason = lines[-1] if lines else f"exit status {proc.returncode}"
-            reason = reason.removeprefix("clone-repo: error: ")
-            self._fail(f"could not check out the repository: {reason}")
+            text = text.replace(token, "***")
+        return True, proc.returncode, text
 
     # --- work tree and autosave ---------------------------------------------------------------
     # What a save at stop time needs, kept in the spawner's state (get_state/load_state) so that it
@@ -391,10 +406,6 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
     async def _run_autosave(self, launch, token):
         """Runs autosave.sh on the work tree; returns its one line."""
         save_env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": self.home_dir,
-            "LANG": os.environ.get("LANG", "C.UTF-8"),
-            "JHUB_MARKER": MARKER,
             "GIT_TARGET_DIR": launch["target"],
             "AUTOSAVE_USER": self.user.name,
             "GIT_BRANCH": str(launch.get("branch") or ""),
@@ -403,31 +414,11 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
             "GIT_ACCESS_TOKEN": token or "",
             "AUTOSAVE_TIMEOUT": str(AUTOSAVE_TIMEOUT),
         }
-        os.makedirs(self.home_dir, exist_ok=True)
-        proc = await asyncio.create_subprocess_exec(
-            "/bin/sh",
-            AUTOSAVE_SCRIPT,
-            env=save_env,
-            cwd=self.home_dir,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            out, _ = await asyncio.wait_for(proc.communicate(), AUTOSAVE_TIMEOUT + 5)
-        except asyncio.TimeoutError:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            await proc.wait()
+        finished, returncode, text = await self._run_script(AUTOSAVE_SCRIPT, save_env, AUTOSAVE_TIMEOUT + 5, token)
+        if not finished:
             return f"autosave: error: timed out after {AUTOSAVE_TIMEOUT} s"
-        text = out.decode("utf-8", "replace")
-        if token:
-            text = text.replace(token, "***")  # the script never prints it; belt and braces
         lines = [line for line in text.splitlines() if line.strip()]
-        return lines[-1] if lines else f"autosave: error: exit status {proc.returncode}"
+        return lines[-1] if lines else f"autosave: error: exit status {returncode}"
 
     async def _save_work(self, why):
         """Saves the work tree's unsaved work to GitLab, then removes the server's work directory,
