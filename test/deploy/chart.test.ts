@@ -7,23 +7,13 @@ import { fileURLToPath } from 'node:url'
 import { Ajv } from 'ajv'
 import t from 'tap'
 import { parse } from 'yaml'
+import { isObject, merge, type Tree } from '../support/helm-values.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const chart = join(root, 'chart')
 const templatesDir = join(chart, 'templates')
 
-type Tree = Record<string, unknown>
-
 const readYaml = (path: string): Tree => parse(readFileSync(path, 'utf8')) as Tree
-const isObject = (v: unknown): v is Tree => typeof v === 'object' && v !== null && !Array.isArray(v)
-
-/** Helm's coalescing for an override file on top of values.yaml: maps merge, everything else replaces. */
-function merge(base: unknown, override: unknown): unknown {
-  if (!isObject(base) || !isObject(override)) return override === undefined ? base : override
-  const out: Tree = { ...base }
-  for (const [k, v] of Object.entries(override)) out[k] = merge(base[k], v)
-  return out
-}
 
 function lookup(tree: unknown, path: string[]): { found: boolean; value?: unknown } {
   let node = tree
