@@ -83,6 +83,14 @@ AUTOSAVE_SCRIPT = os.path.join(CHART_FILES, "autosave.sh")
 # The same token refresh as the Kubernetes spawner config (the chart mounts it beside it).
 sys.path.insert(0, CHART_FILES)
 from gitlab_token import fresh_gitlab_token  # noqa: E402
+from prometheus_client import Counter  # noqa: E402 (JupyterHub's own dependency)
+
+# Saves happen here, in the hub, so they are counted in the hub's own /hub/metrics.
+AUTOSAVES = Counter(
+    "renku_notebooks_hub_autosaves",
+    "Saves of a stopping server's work by outcome: pushed, nothing (no unsaved work), failed.",
+    ["outcome"],
+)
 
 RUN_DIR = os.path.abspath(required("JHUB_RUN_DIR"))
 LOGS_DIR = os.path.abspath(env("JHUB_LOGS_DIR", os.path.join(RUN_DIR, "logs")))
@@ -232,6 +240,7 @@ if env("JHUB_ADMIN_TOKEN"):
                 "servers",
                 "read:users",
                 "access:servers",
+                "read:metrics",
             ],
             "services": ["admin"],
         }
@@ -454,7 +463,9 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
                     else:
                         line = "autosave: error: no usable GitLab token (the user has to log in again)"
                     self._append_log(f"[{_now()}] {line} ({why}; {time.monotonic() - began:.1f} s)")
-                    level = self.log.warning if ": error: " in line else self.log.info
+                    failed = ": error: " in line
+                    AUTOSAVES.labels("failed" if failed else "pushed" if ": pushed " in line else "nothing").inc()
+                    level = self.log.warning if failed else self.log.info
                     level("%s %s: %s", why, self._log_name, line)
             except Exception:
                 self.log.exception("Autosave of %s failed", self._log_name)

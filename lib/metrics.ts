@@ -25,7 +25,8 @@ export type LaunchOutcome = 'created' | 'accepted' | 'existing' | 'refused' | 'f
 export type StopOutcome = 'stopped' | 'accepted' | 'forced' | 'refused' | 'failed'
 /** Where a read of a user's servers was answered from: the service's own copy, or a call to the hub. */
 export type HubReadSource = 'state' | 'hub'
-export type AutosaveOutcome = 'pushed' | 'restored' | 'failed' | 'deleted'
+/** What the service sees of autosaves; pushes and failed saves happen at the hub or in the pod. */
+export type AutosaveOutcome = 'restored' | 'deleted'
 
 /** The label value of requests that matched no route, so unknown URLs add no series. */
 export const UNMATCHED_ROUTE = 'unmatched'
@@ -115,7 +116,7 @@ export class ServiceMetrics {
 
   readonly autosaves = new Counter({
     name: 'renku_notebooks_autosaves_total',
-    help: 'Autosaves by outcome: pushed, restored, failed, deleted.',
+    help: 'Autosaves restored by a launch and deleted through the API (saves at stop time are counted where they run: the hub, the pod).',
     labelNames: ['outcome'] as const,
     registers: [this.registry],
   })
@@ -125,7 +126,7 @@ export class ServiceMetrics {
     collectDefaultMetrics({ register: this.registry })
     // Series with known label values exist from the start, so rates and alerts see a zero, not a gap.
     for (const source of ['state', 'hub'] as const) this.hubReads.inc({ source }, 0)
-    for (const outcome of ['pushed', 'restored', 'failed', 'deleted'] as const) {
+    for (const outcome of ['restored', 'deleted'] as const) {
       this.autosaves.inc({ outcome }, 0)
     }
   }

@@ -294,3 +294,18 @@ t.test('a work tree left from an earlier run is saved and never reused', async (
   await deleteBranch(saved)
   await stopThroughService(users.developer, name)
 })
+
+t.test("the hub's own metrics count the saves by outcome", async (t) => {
+  const metrics = await hub.admin('GET', '/../metrics')
+  t.equal(metrics.status, 200)
+  const count = (outcome: string) =>
+    Number(
+      new RegExp(`^renku_notebooks_hub_autosaves_total\\{outcome="${outcome}"\\} (\\S+)$`, 'm').exec(
+        String(metrics.body),
+      )?.[1] ?? 0,
+    )
+  // The tests above pushed several saves, found one server with nothing to save, and one push failed.
+  t.ok(count('pushed') >= 3, `pushed: ${count('pushed')}`)
+  t.ok(count('nothing') >= 1, `nothing to save: ${count('nothing')}`)
+  t.ok(count('failed') >= 1, `failed: ${count('failed')}`)
+})
