@@ -31,6 +31,10 @@ It answers 202 while the server starts (201 if it was up at once). Ask again unt
 
   curl -sS '${service}servers/${name}' ${auth}
 
+or follow its start, step by step, until "ready":
+
+  curl -sSN '${service}servers/${name}/progress' ${auth}
+
 Its log shows the checkout ("clone-repo: checked out master at ${sha}"):
 
   curl -sS '${service}logs/${name}' ${auth}
