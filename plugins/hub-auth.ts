@@ -18,9 +18,19 @@ declare module 'fastify' {
 }
 
 export interface HubAuthOptions {
-  /** How long the hub's answer about a token is trusted. */
+  /** How long the hub's answer about a token is trusted at most, counted from the question (≤ 60 s). */
   ttlMs?: number
+  /** From this age a known token is re-checked in the background while its answer is still used. */
+  refreshAfterMs?: number
+  /** How long a refusal is remembered (at most `ttlMs`). */
+  refusedTtlMs?: number
   maxEntries?: number
+}
+
+/** The hub's answer about one token (null: refused) and when it was asked. */
+interface Checked {
+  identity: HubIdentity | null
+  askedAt: number
 }
 
 const tokenHeader = /^(?:token|bearer)\s+(\S+)\s*$/i
@@ -33,36 +43,58 @@ export function tokenOf(request: FastifyRequest): string | undefined {
 
 /**
  * Identifies callers by their JupyterHub token (the header first, else the one in the login
- * session cookie), asking the hub and remembering its answer briefly. Tokens are kept only
- * as hashes.
+ * session cookie), asking the hub and remembering its answer briefly (SPEC 3): at most 60 s,
+ * re-checked in the background from half of that, so that a token in use never waits on the
+ * hub after its first check. Tokens are kept only as hashes.
  * @see {@link https://jupyterhub.readthedocs.io/en/stable/reference/services.html}
  */
 export default fp<HubAuthOptions>(
   async (fastify, options) => {
-    const ttl = Math.min(options.ttlMs ?? 30_000, 60_000)
-    // `false` remembers a refused token for a moment, so a flood of bad tokens cannot load the hub.
-    const identities = new LRUCache<string, HubIdentity | false>({ max: options.maxEntries ?? 10_000, ttl })
-    const refusedTtl = Math.min(ttl, 5_000)
+    const ttl = Math.min(options.ttlMs ?? 60_000, 60_000)
+    const refreshAfter = Math.min(options.refreshAfterMs ?? ttl / 2, ttl)
+    // Refusals are remembered for a moment, so a flood of bad tokens cannot load the hub.
+    const refusedTtl = Math.min(options.refusedTtlMs ?? 5_000, ttl)
 
-    // Hub calls under way, by token hash: concurrent first uses of a token share one `GET /user`.
-    const asking = new Map<string, Promise<HubIdentity | null>>()
+    // Keyed by the token's hash; the token itself is only the context of a call under way.
+    // An entry lives until its hard limit (the LRU's TTL). A call under way sits in the cache,
+    // so concurrent first uses of a token share one `GET /user`, as do the requests that find a
+    // re-check under way.
+    const identities = new LRUCache<string, Checked, string>({
+      max: options.maxEntries ?? 10_000,
+      ttl,
+      fetchMethod: async (_key, _stale, { options: entry, context: token }) => {
+        const askedAt = performance.now()
+        const identity = await fastify.jupyterhub.whoami(token)
+        // Trusted from when the hub was asked, not from when it answered.
+        const spent = performance.now() - askedAt
+        entry.ttl = Math.max(1, (identity ? ttl : refusedTtl) - spent)
+        return { identity, askedAt }
+      },
+      // A failed re-check keeps the earlier answer until its hard limit; a failed first check
+      // leaves nothing behind.
+      noDeleteOnFetchRejection: true,
+      // A call whose entry was pushed out still answers the requests waiting for it.
+      ignoreFetchAbort: true,
+    })
 
-    function identify(token: string): Promise<HubIdentity | null> {
+    async function identify(token: string): Promise<HubIdentity | null> {
       const key = createHash('sha256').update(token).digest('base64')
+      // Within its hard limit (a refused token's is short), or undefined.
       const known = identities.get(key)
-      if (known !== undefined) return Promise.resolve(known || null)
-      const inFlight = asking.get(key)
-      if (inFlight) return inFlight
-      const ask = fastify.jupyterhub
-        .whoami(token)
-        .then((identity) => {
-          if (identity) identities.set(key, identity)
-          else identities.set(key, false, { ttl: refusedTtl })
-          return identity
+      if (known?.identity && performance.now() - known.askedAt >= refreshAfter) {
+        // Answered now; the hub is asked again meanwhile, so a revoked token stops working
+        // within the hard limit without requests waiting on the hub.
+        identities.fetch(key, { context: token, forceRefresh: true }).catch((err: unknown) => {
+          fastify.log.debug(
+            { upstream: 'JupyterHub', reason: (err as Error).message },
+            'token re-check failed; the earlier answer stands until its limit',
+          )
         })
-        .finally(() => asking.delete(key))
-      asking.set(key, ask)
-      return ask
+        return known.identity
+      }
+      if (known) return known.identity
+      const checked = await identities.fetch(key, { context: token })
+      return checked?.identity ?? null
     }
 
     // The login session cookie (routes/auth.ts); its hub token goes through the same check.

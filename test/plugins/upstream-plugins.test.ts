@@ -158,6 +158,132 @@ t.test('hub auth: token or Bearer, cached briefly and bounded, refusals cached t
 })
 
 t.test(
+  'hub auth: known tokens re-checked ahead, in the background, never trusted past the limit',
+  async (t) => {
+    const whoamiPath = /^\/hub\/api\/user$/
+    const whoamiCalls = () => hubCalls(/^GET \/hub\/api\/user$/)
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+    async function timedAsk(app: Awaited<ReturnType<typeof bareApp>>, token: string) {
+      const started = performance.now()
+      const res = await app.inject({ url: '/whoami', headers: { authorization: `token ${token}` } })
+      return { status: res.statusCode, ms: performance.now() - started, message: String(res.json().message) }
+    }
+
+    await t.test('past its refresh point a token is answered at once; one re-check for many', async (t) => {
+      const app = await bareApp({ ttlMs: 3000, refreshAfterMs: 300 })
+      t.teardown(() => app.close())
+      const { token } = await hub.createUser('refresher')
+      const start = whoamiCalls()
+      t.equal((await timedAsk(app, token)).status, 200)
+      t.equal(whoamiCalls() - start, 1)
+
+      await sleep(400)
+      proxy.delayNext(whoamiPath, 1000)
+      const answers = await Promise.all(Array.from({ length: 30 }, () => timedAsk(app, token)))
+      t.ok(
+        answers.every((answer) => answer.status === 200),
+        'thirty concurrent requests past the refresh point are accepted',
+      )
+      const slowest = Math.max(...answers.map((answer) => answer.ms))
+      t.ok(slowest < 500, `none waited for the hub's delayed answer (slowest ${slowest.toFixed(0)} ms)`)
+      await sleep(1300)
+      t.equal(whoamiCalls() - start, 2, 'one GET /user was made in the background for all of them')
+
+      // Left unused past its limit, a token is checked again before it is answered.
+      await sleep(3100)
+      proxy.delayNext(whoamiPath, 600)
+      const expired = await timedAsk(app, token)
+      t.equal(expired.status, 200)
+      t.ok(expired.ms >= 550, `past the limit the request waits for the hub (${expired.ms.toFixed(0)} ms)`)
+      t.equal(whoamiCalls() - start, 3)
+    })
+
+    await t.test('a token revoked at the hub stops being accepted, and stays refused', async (t) => {
+      const app = await bareApp({ ttlMs: 1500, refreshAfterMs: 300 })
+      t.teardown(() => app.close())
+      const { token } = await hub.createUser('revoked-soon')
+      const checked = performance.now()
+      t.equal((await timedAsk(app, token)).status, 200)
+      const listed = await hub.admin('GET', '/users/revoked-soon/tokens')
+      const tokens = Object.values(listed.body as Record<string, unknown>).flat() as { id: string }[]
+      for (const { id } of tokens) await hub.admin('DELETE', `/users/revoked-soon/tokens/${id}`)
+
+      const statuses: number[] = []
+      let refusedAt: number | undefined
+      while (performance.now() - checked < 2000) {
+        const { status } = await timedAsk(app, token)
+        statuses.push(status)
+        if (status !== 200) refusedAt ??= performance.now() - checked
+        await sleep(50)
+      }
+      t.ok(refusedAt !== undefined && refusedAt < 1500, `refused ${refusedAt?.toFixed(0)} ms after its check`)
+      const firstRefusal = statuses.findIndex((status) => status !== 200)
+      t.ok(
+        statuses.slice(firstRefusal).every((status) => status === 401),
+        `401 ever after, never accepted again (${statuses.join(' ')})`,
+      )
+    })
+
+    await t.test(
+      'the hub unreachable: an unknown token is 503, a known one works until its limit',
+      async (t) => {
+        const ttlMs = 1000
+        const app = await bareApp({ ttlMs, refreshAfterMs: 200 })
+        t.teardown(() => app.close())
+        const { token } = await hub.createUser('through-outage')
+        const stranger = await hub.createUser('stranger')
+        const before = performance.now()
+        t.equal((await timedAsk(app, token)).status, 200)
+        proxy.setOffline(true)
+        t.teardown(() => proxy.setOffline(false))
+
+        const unknown = await timedAsk(app, stranger.token)
+        t.equal(unknown.status, 503, 'a token not in the cache: 503')
+        t.match(unknown.message, /JupyterHub/, 'naming JupyterHub')
+
+        // Each answer's end, from before the first check: an upper bound of when it was decided.
+        const accepted: number[] = []
+        let failed: { status: number; at: number; message: string } | undefined
+        while (!failed && performance.now() - before < 2 * ttlMs) {
+          const answer = await timedAsk(app, token)
+          const at = performance.now() - before
+          if (answer.status === 200) accepted.push(at)
+          else failed = { status: answer.status, at, message: answer.message }
+          await sleep(30)
+        }
+        const last = Math.max(...accepted)
+        t.ok(last >= 0.7 * ttlMs, `accepted well past its refresh point, ${last.toFixed(0)} ms`)
+        // A few milliseconds of slack: the check itself starts a moment after \`before\`.
+        t.ok(
+          last <= ttlMs + 20,
+          `never past the limit of ${ttlMs} ms (last accepted at ${last.toFixed(0)} ms)`,
+        )
+        t.equal(failed?.status, 503, 'then 503, not 401')
+        t.match(failed?.message, /JupyterHub/)
+        t.ok((failed?.at ?? Infinity) <= ttlMs + 300, `soon after the limit (${failed?.at.toFixed(0)} ms)`)
+
+        proxy.setOffline(false)
+        t.equal((await timedAsk(app, token)).status, 200, 'the hub back, the token is checked and accepted')
+      },
+    )
+
+    await t.test('a refusal is remembered only briefly', async (t) => {
+      const app = await bareApp({ ttlMs: 3000, refreshAfterMs: 1000, refusedTtlMs: 300 })
+      t.teardown(() => app.close())
+      const { token } = await hub.createUser('refused-once')
+      const start = whoamiCalls()
+      proxy.failNext(whoamiPath, 403)
+      t.equal((await timedAsk(app, token)).status, 401, 'the hub refuses the token once')
+      t.equal((await timedAsk(app, token)).status, 401, 'the refusal is remembered')
+      t.equal(whoamiCalls() - start, 1)
+      await sleep(400)
+      t.equal((await timedAsk(app, token)).status, 200, 'and asked again after a short while')
+      t.equal(whoamiCalls() - start, 2)
+    })
+  },
+)
+
+t.test(
   'gitlab: projects by encoded path, effective access level, branches, commits, registry tags',
   async (t) => {
     const app = await bareApp()
