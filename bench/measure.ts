@@ -2,7 +2,8 @@
  * Load runs with autocannon and their summary: rate, latency percentiles, failures, and a
  * plain-text table. Used by the benchmark scripts in this folder.
  */
-import autocannon from 'autocannon'
+import path from 'node:path'
+import autocannon, { type Options } from 'autocannon'
 
 /** One endpoint under load: where it is and how it is called. */
 export interface Target {
@@ -66,7 +67,11 @@ export async function load(target: Target, options: LoadOptions, round: number):
     connections: options.connections,
     duration: options.seconds,
     timeout: options.timeoutSeconds,
-    ...(target.requests && { requests: target.requests }),
+    ...(target.requests && {
+      requests: target.requests,
+      // In worker mode autocannon takes setupClient as a file path; its types know only functions.
+      setupClient: path.join(import.meta.dirname, 'spread-requests.cjs') as unknown as Options['setupClient'],
+    }),
     // Paced: autocannon's correction for coordinated omission assumes one request every
     // ceil(1 / per-connection rate) = 1 ms, and so invents latencies for every answer slower than
     // 1 ms; the latencies are taken as measured instead.
