@@ -84,6 +84,11 @@ function resourcesOf(options: Record<string, unknown>): ServerObject['resources'
   return resources
 }
 
+/** `status.reason` of a stopped server whose last start failed. */
+export const SPAWN_FAILED = 'SpawnFailed'
+/** `status.reason` of a server that did start and was stopped at the hub without being removed. */
+export const STOPPED = 'Stopped'
+
 /** The words for a server that is not running, by how its last start ended (when known). */
 function notRunning(server: HubServer): Pick<ServerObject['status'], 'message' | 'reason'> {
   const lastStart = server.last_start
@@ -103,11 +108,6 @@ function notRunning(server: HubServer): Pick<ServerObject['status'], 'message' |
   // Not known yet (asked once per stop), or the hub could not tell.
   return { message: 'The server is not running; launch it again to go on, or stop it to remove it.' }
 }
-
-/** `status.reason` of a stopped server whose last start failed. */
-export const SPAWN_FAILED = 'SpawnFailed'
-/** `status.reason` of a server that did start and was stopped at the hub without being removed. */
-export const STOPPED = 'Stopped'
 
 function statusOf(server: HubServer, pod?: PodView): ServerObject['status'] {
   const detail = pod

@@ -9,6 +9,7 @@ import { buildApp } from '../../app.js'
 import { loadConfig } from '../../lib/config.js'
 import type { ServerObject } from '../../schemas/servers.js'
 import { startCountingProxy } from '../support/counting-proxy.js'
+import { readEvents } from '../support/sse.js'
 import { startStack } from '../support/stack.js'
 
 const stack = await startStack()
@@ -230,6 +231,14 @@ t.test(
       hubCalls(/^GET \/hub\/api\/users\/developer\/servers\/[^/]+\/progress$/, mark),
       1,
       'the hub was asked once how the stop came, however many reads followed',
+    )
+    const progress = await readEvents(new URL(`servers/${name}/progress`, base).href, {
+      headers: { authorization: `token ${developer}` },
+    })
+    t.same(
+      progress.events.map((event) => [event.data.step, event.data.message]),
+      [['failed', words.message]],
+      'its progress stream says the same, in one last event',
     )
 
     const other = await buildApp(
