@@ -11,6 +11,11 @@
  *   (`GET /users/{name}?include_stopped_servers=1`) and the stopped servers stay in the copy
  *   ("parked") so they list as `failed`. Parked users that were read lately are read again, a
  *   bounded number per poll (one by default), so their removal elsewhere shows.
+ * - Each stop of a named server that the copy sees (a new `last_activity` of a stopped server) is
+ *   asked about once: the first event of the hub's progress stream tells a failed spawn from a
+ *   server that did start and was stopped (`last_start`). A user read alone shows it at once;
+ *   elsewhere it follows within moments. A few such calls at a time; one that fails is tried
+ *   again after `lastStartRetryMs` (30 s).
  * - Users that hold only stopped servers when the copy starts (or whose spawn failed between two
  *   lists) are found by a sweep of `GET /users?state=inactive&include_stopped_servers=1`, one
  *   page per poll, at start and then every `sweepIntervalMs` (10 min).
@@ -27,7 +32,7 @@
  * Free of Fastify: the plugin starts nothing; the first read starts the poller, `stop()` ends it.
  */
 import { UpstreamError } from './errors.js'
-import type { HubServer, HubUser, HubWriteObserver, JupyterHubClient } from './jupyterhub.js'
+import type { HubServer, HubUser, HubWriteObserver, JupyterHubClient, LastStart } from './jupyterhub.js'
 
 /** Where a read was answered from: the copy alone, or after waiting for a hub call. */
 export type ReadSource = 'state' | 'hub'
@@ -52,6 +57,8 @@ export interface HubStateStats {
   userReads: number
   /** Pages of the inactive users read by sweeps. */
   sweepPages: number
+  /** Progress streams asked how a stopped server's last start ended. */
+  lastStartChecks: number
 }
 
 export interface HubStateLogger {
@@ -60,7 +67,10 @@ export interface HubStateLogger {
 }
 
 export interface HubStateOptions {
-  hub: Pick<JupyterHubClient, 'listActiveUsers' | 'listUsersPage' | 'getUser' | 'forget' | 'observe'>
+  hub: Pick<
+    JupyterHubClient,
+    'listActiveUsers' | 'listUsersPage' | 'getUser' | 'forget' | 'observe' | 'lastStart'
+  >
   /** Time between the starts of two lists; default 1000. */
   pollIntervalMs?: number
   /** How long without an answer to the list before reads fail; default 2000. */
@@ -73,6 +83,12 @@ export interface HubStateOptions {
   watchMs?: number
   /** Time between two sweeps of the inactive users (one page per poll); default 600 000. */
   sweepIntervalMs?: number
+  /** Time limit of asking how a stopped server's last start ended; default 2000. */
+  lastStartTimeoutMs?: number
+  /** Wait before asking that again when the hub did not tell; default 30 000. */
+  lastStartRetryMs?: number
+  /** How many of those questions may be under way at once; default 4. */
+  lastStartConcurrency?: number
   log?: HubStateLogger
   /** Told of every read and where it was answered from (for metrics). */
   onRead?: (source: ReadSource) => void
@@ -89,6 +105,17 @@ interface Entry {
   view?: UserServers
 }
 
+/** What is known of how a stopped server's last start ended, for one stop of it. */
+interface LastStartCheck {
+  /** The stop asked about: the stopped server's `last_activity` (the hub sets it on each stop). */
+  stop: string | null
+  result?: LastStart
+  /** The question under way. */
+  asking?: Promise<void>
+  /** When the hub did not tell: not asked again before then. */
+  retryAt?: number
+}
+
 const now = () => performance.now()
 const hasNamedServer = (servers: Record<string, HubServer>) =>
   Object.keys(servers).some((name) => name !== '')
@@ -103,6 +130,7 @@ export class HubState implements HubWriteObserver {
     pollFailures: 0,
     userReads: 0,
     sweepPages: 0,
+    lastStartChecks: 0,
   }
 
   private readonly hub: HubStateOptions['hub']
@@ -112,6 +140,13 @@ export class HubState implements HubWriteObserver {
   private readonly parkedChecksPerPoll: number
   private readonly watchMs: number
   private readonly sweepIntervalMs: number
+  private readonly lastStartTimeoutMs: number
+  private readonly lastStartRetryMs: number
+  private readonly lastStartConcurrency: number
+  /** Per user and stopped server: how its last start ended. */
+  private readonly lastStarts = new Map<string, Map<string, LastStartCheck>>()
+  private lastStartsRunning = 0
+  private readonly lastStartQueue: (() => void)[] = []
   /** The next page of the sweep under way; null when none is. */
   private sweepOffset: number | null = null
   private nextSweepAt = 0
@@ -145,6 +180,9 @@ export class HubState implements HubWriteObserver {
     this.parkedChecksPerPoll = options.parkedChecksPerPoll ?? 1
     this.watchMs = options.watchMs ?? 60_000
     this.sweepIntervalMs = options.sweepIntervalMs ?? 600_000
+    this.lastStartTimeoutMs = options.lastStartTimeoutMs ?? 2000
+    this.lastStartRetryMs = options.lastStartRetryMs ?? 30_000
+    this.lastStartConcurrency = options.lastStartConcurrency ?? 4
     this.unobserve = this.hub.observe(this)
   }
 
@@ -352,7 +390,7 @@ export class HubState implements HubWriteObserver {
       const entry = this.users.get(user.name)
       if (entry && entry.asOf > asOf) continue
       this.users.set(user.name, {
-        servers: user.servers,
+        servers: this.withLastStarts(user.name, user.servers),
         asOf,
         active: true,
         lastReadAt: entry?.lastReadAt ?? Number.NEGATIVE_INFINITY,
@@ -362,7 +400,7 @@ export class HubState implements HubWriteObserver {
       if (listed.has(name) || !entry.active || entry.asOf > asOf) continue
       // Left the list: all its servers stopped (or were removed). Read it alone to know which.
       if (hasNamedServer(entry.servers)) this.readUser(name, false).catch(ignore)
-      else this.users.delete(name)
+      else this.forgetUser(name)
     }
   }
 
@@ -419,6 +457,8 @@ export class HubState implements HubWriteObserver {
       (user) => {
         this.apply(name, user, asOf)
         this.unsure.delete(name)
+        // Read alone, a user shows how its stopped servers' starts ended from the first read on.
+        return this.lastStartsSettled(name)
       },
       (err: unknown) => {
         this.unsure.add(name)
@@ -438,9 +478,116 @@ export class HubState implements HubWriteObserver {
     const servers = user?.servers ?? {}
     const active = Object.values(servers).some((server) => !server.stopped)
     if (!active && !hasNamedServer(servers)) {
-      this.users.delete(name)
+      this.forgetUser(name)
       return
     }
-    this.users.set(name, { servers, asOf, active, lastReadAt: entry?.lastReadAt ?? Number.NEGATIVE_INFINITY })
+    this.users.set(name, {
+      servers: this.withLastStarts(name, servers),
+      asOf,
+      active,
+      lastReadAt: entry?.lastReadAt ?? Number.NEGATIVE_INFINITY,
+    })
+  }
+
+  private forgetUser(name: string): void {
+    this.users.delete(name)
+    this.lastStarts.delete(name)
+  }
+
+  /**
+   * The servers to hold: each stopped named server with how its last start ended, when known
+   * for this stop; asks the hub about the stops not known yet.
+   */
+  private withLastStarts(user: string, servers: Record<string, HubServer>): Record<string, HubServer> {
+    const known = this.lastStarts.get(user)
+    let held = servers
+    for (const [name, server] of Object.entries(servers)) {
+      if (name === '' || !server.stopped) {
+        known?.delete(name)
+        continue
+      }
+      const check = known?.get(name)
+      if (check?.stop === server.last_activity && check.result) {
+        // A copy: the hub's answer may be shared with other readers of the user.
+        if (held === servers) held = { ...servers }
+        held[name] = { ...server, last_start: check.result }
+      } else {
+        this.askLastStart(user, server)
+      }
+    }
+    for (const name of known?.keys() ?? []) if (!(name in servers)) known?.delete(name)
+    if (known?.size === 0) this.lastStarts.delete(user)
+    return held
+  }
+
+  /** Asks the hub once per stop (unless asked lately without an answer). */
+  private askLastStart(user: string, server: HubServer): void {
+    let known = this.lastStarts.get(user)
+    const current = known?.get(server.name)
+    if (
+      current?.stop === server.last_activity &&
+      (current.asking || (current.retryAt !== undefined && now() < current.retryAt))
+    ) {
+      return
+    }
+    if (!known) {
+      known = new Map()
+      this.lastStarts.set(user, known)
+    }
+    const check: LastStartCheck = { stop: server.last_activity }
+    known.set(server.name, check)
+    check.asking = this.limited(async () => {
+      if (this.closed || this.lastStarts.get(user)?.get(server.name) !== check) return
+      this.stats.lastStartChecks++
+      return this.hub.lastStart(user, server.name, this.lastStartTimeoutMs)
+    }).then(
+      (result) => {
+        check.asking = undefined
+        if (result) this.noteLastStart(user, server.name, check, result)
+        else check.retryAt = now() + this.lastStartRetryMs
+      },
+      (err: unknown) => {
+        check.asking = undefined
+        check.retryAt = now() + this.lastStartRetryMs
+        const detail = err instanceof UpstreamError ? err.detail : (err as Error).message
+        this.options.log?.warn(
+          { upstream: 'JupyterHub', detail },
+          'could not tell how a stopped server’s last start ended',
+        )
+      },
+    )
+  }
+
+  /** Shows the answer in the held servers, if they still hold that stop. */
+  private noteLastStart(user: string, name: string, check: LastStartCheck, result: LastStart): void {
+    if (this.lastStarts.get(user)?.get(name) !== check) return
+    check.result = result
+    const entry = this.users.get(user)
+    const server = entry?.servers[name]
+    if (!entry || !server?.stopped || server.last_activity !== check.stop) return
+    entry.servers = { ...entry.servers, [name]: { ...server, last_start: result } }
+    entry.view = undefined
+  }
+
+  /** Settles once the questions under way about the user's stopped servers are answered. */
+  private async lastStartsSettled(user: string): Promise<void> {
+    const asking = [...(this.lastStarts.get(user)?.values() ?? [])].map((check) => check.asking)
+    await Promise.all(asking)
+  }
+
+  /** Runs `task` when fewer than `lastStartConcurrency` others run. */
+  private async limited<T>(task: () => Promise<T>): Promise<T> {
+    if (this.lastStartsRunning >= this.lastStartConcurrency) {
+      await new Promise<void>((resolve) => this.lastStartQueue.push(resolve))
+    } else {
+      this.lastStartsRunning++
+    }
+    try {
+      return await task()
+    } finally {
+      const next = this.lastStartQueue.shift()
+      if (next) next()
+      else this.lastStartsRunning--
+    }
   }
 }

@@ -1,6 +1,7 @@
 import { ApiError, UpstreamError } from './errors.js'
 import { HttpClient, type HttpResponse } from './http.js'
-import type { UpstreamObserver } from './metrics.js'
+import { errorOutcome, type UpstreamObserver, type UpstreamOutcome } from './metrics.js'
+import { HubNotStarting, hubProgressEvents } from './progress/hub-stream.js'
 
 /** A named server as the hub's REST API describes it. */
 export interface HubServer {
@@ -13,7 +14,19 @@ export interface HubServer {
   last_activity: string | null
   user_options: Record<string, unknown> | null
   state: Record<string, unknown> | null
+  /**
+   * Not the hub's: for a stopped server, how its last start ended, once the copy of the hub's
+   * state (lib/hub-state.ts) has asked (`JupyterHubClient.lastStart`).
+   */
+  last_start?: LastStart
 }
+
+/**
+ * How a stopped server's last start ended, as the hub's progress stream tells it: `failed` while
+ * the hub holds that failed spawn (with its "Spawn failed: …" message), else `started` (the
+ * server did start and was stopped later: by its user, the idle culler, an admin).
+ */
+export type LastStart = { outcome: 'failed'; message: string } | { outcome: 'started' }
 
 /** The hub's user model (with `auth_state` only for holders of `admin:auth_state`). */
 export interface HubUser {
@@ -67,6 +80,7 @@ function message(response: HttpResponse): string {
 
 /** The hub's REST API, called with the service's own token (except `whoami`). */
 export class JupyterHubClient {
+  private readonly options: JupyterHubClientOptions
   private readonly http: HttpClient
   private readonly auth: Record<string, string>
   private readonly slowCallTimeoutMs: number
@@ -75,6 +89,7 @@ export class JupyterHubClient {
   private readonly observers = new Set<HubWriteObserver>()
 
   constructor(options: JupyterHubClientOptions) {
+    this.options = options
     this.http = new HttpClient({
       upstream: 'JupyterHub',
       baseUrl: options.apiUrl,
@@ -303,6 +318,52 @@ export class JupyterHubClient {
       )
     }
     throw this.http.unexpected('DELETE', path, response)
+  }
+
+  /**
+   * How the last start of a stopped server ended: the first event of the hub's progress stream.
+   * The hub answers a failed spawn it still holds with its failed event, and a server that did
+   * start and was stopped with 404 (or 400 "not starting"). Undefined when the server is
+   * starting or running again (nothing to tell about a stop). Bounded by `timeoutMs`.
+   */
+  async lastStart(user: string, server: string, timeoutMs: number): Promise<LastStart | undefined> {
+    const began = performance.now()
+    const signal = AbortSignal.timeout(timeoutMs)
+    let outcome: UpstreamOutcome = 'ok'
+    try {
+      const events = hubProgressEvents({
+        apiUrl: this.options.apiUrl,
+        token: this.options.apiToken,
+        user,
+        server,
+        signal,
+        timeoutMs,
+      })
+      // The first event says it: a failed spawn's event comes alone, at once.
+      for await (const event of events) {
+        return event.failed ? { outcome: 'failed', message: event.message ?? '' } : undefined
+      }
+      if (!signal.aborted) return undefined
+      throw new UpstreamError(
+        'JupyterHub',
+        'timeout',
+        `GET /users/${seg(user)}/servers/${seg(server)}/progress: no event within ${timeoutMs} ms`,
+      )
+    } catch (err) {
+      if (err instanceof HubNotStarting) {
+        outcome = '4xx'
+        return { outcome: 'started' }
+      }
+      outcome = errorOutcome(err)
+      throw err
+    } finally {
+      this.options.observe?.({
+        upstream: 'JupyterHub',
+        operation: 'GET /users/{name}/servers/{server_name}/progress',
+        outcome,
+        seconds: (performance.now() - began) / 1000,
+      })
+    }
   }
 
   /** Throws an UpstreamError when the hub's API does not answer. */

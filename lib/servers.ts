@@ -3,6 +3,7 @@ import type { ServerFilter, ServerObject } from '../schemas/servers.js'
 import { ApiError } from './errors.js'
 import type { HubServer } from './jupyterhub.js'
 import type { PodView } from './pods.js'
+import { failureCause } from './progress/steps.js'
 
 /**
  * The server's name: the project path cut to 54 characters, then 8 hex characters of
@@ -83,6 +84,31 @@ function resourcesOf(options: Record<string, unknown>): ServerObject['resources'
   return resources
 }
 
+/** `status.reason` of a stopped server whose last start failed. */
+export const SPAWN_FAILED = 'SpawnFailed'
+/** `status.reason` of a server that did start and was stopped at the hub without being removed. */
+export const STOPPED = 'Stopped'
+
+/** The words for a server that is not running, by how its last start ended (when known). */
+function notRunning(server: HubServer): Pick<ServerObject['status'], 'message' | 'reason'> {
+  const lastStart = server.last_start
+  if (lastStart?.outcome === 'failed') {
+    return {
+      message: `${failureCause(lastStart.message)} Launch it again to retry, or stop it to remove it.`,
+      reason: SPAWN_FAILED,
+    }
+  }
+  if (lastStart?.outcome === 'started') {
+    return {
+      message:
+        'The server was stopped (for example after being idle); launch it again to go on, or stop it to remove it.',
+      reason: STOPPED,
+    }
+  }
+  // Not known yet (asked once per stop), or the hub could not tell.
+  return { message: 'The server is not running; launch it again to go on, or stop it to remove it.' }
+}
+
 function statusOf(server: HubServer, pod?: PodView): ServerObject['status'] {
   const detail = pod
     ? {
@@ -94,12 +120,7 @@ function statusOf(server: HubServer, pod?: PodView): ServerObject['status'] {
     : {}
   if (server.pending === 'stop' || pod?.terminating) return { state: 'stopping', ready: false, ...detail }
   if (server.stopped || (!server.ready && !server.pending)) {
-    return {
-      state: 'failed',
-      ready: false,
-      message: 'The server stopped or failed to start; stop it and launch it again.',
-      ...detail,
-    }
+    return { state: 'failed', ready: false, ...notRunning(server), ...detail }
   }
   if (pod?.failed) return { state: 'failed', ready: false, ...detail }
   if (server.ready && (!pod || pod.ready)) return { state: 'running', ready: true, ...detail }

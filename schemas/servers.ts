@@ -61,17 +61,32 @@ export const ServerSchema = Type.Object(
       gpu: Type.Optional(Type.String()),
     }),
     status: Type.Object({
-      state: Type.Union([
-        Type.Literal('starting'),
-        Type.Literal('running'),
-        Type.Literal('stopping'),
-        Type.Literal('failed'),
-      ]),
+      state: Type.Union(
+        [Type.Literal('starting'), Type.Literal('running'), Type.Literal('stopping'), Type.Literal('failed')],
+        {
+          description:
+            '`failed`: not running, and not starting or stopping: a failed spawn, a failed pod, or a ' +
+            'server stopped at the hub without being removed (the idle culler with ' +
+            '`removeNamedServers: false`, an admin). `reason` tells which; launching it again starts it ' +
+            'again (restoring its autosave, if any), stopping it removes it.',
+        },
+      ),
       ready: Type.Boolean(),
-      phase: Type.Optional(Type.String()),
-      step: Type.Optional(Type.String()),
-      message: Type.Optional(Type.String()),
-      reason: Type.Optional(Type.String()),
+      phase: Type.Optional(Type.String({ description: "The pod's phase, where a pod is known." })),
+      step: Type.Optional(
+        Type.String({ description: "The pod's first unmet condition, where a pod is known." }),
+      ),
+      message: Type.Optional(Type.String({ description: 'What the state means for this server, in words.' })),
+      reason: Type.Optional(
+        Type.String({
+          description:
+            'Why, as a word a client can test: from the pod (Kubernetes reasons such as `Unschedulable`, ' +
+            '`ErrImagePull`, `Terminating`), or, for a server that is not running and has no pod, ' +
+            '`SpawnFailed` (its last start failed; `message` says why when the hub still knows) or ' +
+            '`Stopped` (it did start and was stopped at the hub, e.g. after being idle). Absent while ' +
+            'the service has not yet learnt which (moments after the stop).',
+        }),
+      ),
     }),
     state: Type.Record(Type.String(), Type.Unknown(), {
       description: "The spawner's state, e.g. `pod_name`.",

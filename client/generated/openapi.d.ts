@@ -340,11 +340,16 @@ export interface components {
                 gpu?: string;
             };
             status: {
+                /** @description `failed`: not running, and not starting or stopping: a failed spawn, a failed pod, or a server stopped at the hub without being removed (the idle culler with `removeNamedServers: false`, an admin). `reason` tells which; launching it again starts it again (restoring its autosave, if any), stopping it removes it. */
                 state: "starting" | "running" | "stopping" | "failed";
                 ready: boolean;
+                /** @description The pod's phase, where a pod is known. */
                 phase?: string;
+                /** @description The pod's first unmet condition, where a pod is known. */
                 step?: string;
+                /** @description What the state means for this server, in words. */
                 message?: string;
+                /** @description Why, as a word a client can test: from the pod (Kubernetes reasons such as `Unschedulable`, `ErrImagePull`, `Terminating`), or, for a server that is not running and has no pod, `SpawnFailed` (its last start failed; `message` says why when the hub still knows) or `Stopped` (it did start and was stopped at the hub, e.g. after being idle). Absent while the service has not yet learnt which (moments after the stop). */
                 reason?: string;
             };
             /** @description The spawner's state, e.g. `pod_name`. */

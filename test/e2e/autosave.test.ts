@@ -172,8 +172,32 @@ t.test('a stop made at the hub directly (as the culler makes it) saves too', asy
   timings.hubStopWithChanges = (Date.now() - started) / 1000
   t.equal(await bareGit('rev-parse', `${name}^`), masterSecond, 'on top of the launch commit')
   t.equal(await bareGit('show', `${name}:culled.md`), 'Idle, but not lost.')
-  await deleteBranch(name)
-  await hub.admin('DELETE', `/users/developer/servers/${server.name}`, { remove: true })
+
+  // Not removed, it lingers at the hub: listed as stopped, not as failed to start.
+  const developer = stack.as(users.developer)
+  const listed = await eventually(
+    async () => {
+      const { status, body } = await developer<ServerObject>('GET', `servers/${server.name}`)
+      return status === 200 && body.status.reason ? body : undefined
+    },
+    10_000,
+    'the stopped server listed',
+  )
+  t.equal(listed.status.state, 'failed')
+  t.equal(listed.status.reason, 'Stopped')
+  t.match(listed.status.message, /^The server was stopped \(for example after being idle\)/)
+  // Launched again, it starts again with the saved work.
+  const again = await launch(users.developer, { commit_sha: masterSecond })
+  t.equal(again.name, server.name, 'the same server again')
+  t.equal(again.annotations['renku.io/autosave'], name, 'restoring the autosave')
+  t.equal(
+    await readFile(path.join(workTree('developer', server.name), 'culled.md'), 'utf8'),
+    'Idle, but not lost.\n',
+    'the work is back',
+  )
+  t.notOk((await autosaves()).includes(name), 'and its branch is gone')
+  await stopThroughService(users.developer, server.name)
+  for (const branch of await autosaves()) await deleteBranch(branch)
 })
 
 t.test('a server that outlived its GitLab token saves with a refreshed token', async (t) => {

@@ -9,6 +9,7 @@ import { buildApp } from '../../app.js'
 import { loadConfig } from '../../lib/config.js'
 import type { ServerObject } from '../../schemas/servers.js'
 import { startCountingProxy } from '../support/counting-proxy.js'
+import { readEvents } from '../support/sse.js'
 import { startStack } from '../support/stack.js'
 
 const stack = await startStack()
@@ -148,8 +149,18 @@ t.test('a server whose spawn failed stays listed as failed, and goes when remove
   await sleep(2500)
   const later = await call<ServerObject>(maintainer, 'GET', 'servers/broken')
   t.equal(later.status, 200, 'still listed seconds later')
-  t.equal(later.body.status.state, 'failed')
-  t.equal(later.body.status.ready, false)
+  t.same(
+    later.body.status,
+    {
+      state: 'failed',
+      ready: false,
+      message:
+        'The server failed to start: jhub_test_fail asked this spawn to fail. ' +
+        'Launch it again to retry, or stop it to remove it.',
+      reason: 'SpawnFailed',
+    },
+    'in words saying it failed to start, and why',
+  )
 
   // A replica started now, after the failure, finds it too (the user is not in the active list).
   const restarted = await buildApp(
@@ -166,10 +177,15 @@ t.test('a server whose spawn failed stays listed as failed, and goes when remove
       url: '/services/notebooks/servers',
       headers: { authorization: `token ${maintainer}` },
     })
-    return (response.json() as ServerList).servers.broken?.status.state
+    return (response.json() as ServerList).servers.broken?.status
   }
-  const found = await timeUntil(async () => (await onRestarted()) === 'failed', 2000, 'on a new replica')
+  const found = await timeUntil(
+    async () => (await onRestarted())?.reason === 'SpawnFailed',
+    2000,
+    'on a new replica',
+  )
   t.ok(found <= 2000, `a replica started after the failure lists it as failed (${Math.round(found)} ms)`)
+  t.same(await onRestarted(), later.body.status, 'in the same words')
 
   const removed = await hub.admin('DELETE', '/users/maintainer/servers/broken', { remove: true })
   t.equal(removed.status, 204, 'removed at the hub')
@@ -181,10 +197,93 @@ t.test('a server whose spawn failed stays listed as failed, and goes when remove
   t.ok(gone <= 2000, `its removal at the hub shows within 2 s (${Math.round(gone)} ms)`)
 })
 
+t.test(
+  'a server stopped at the hub without being removed says it was stopped, on every replica',
+  async (t) => {
+    const launch = await call<ServerObject>(developer, 'POST', 'servers', {
+      ...demo,
+      commit_sha: world.commits.demo.masterFirst,
+    })
+    t.equal(launch.status, 201)
+    const name = launch.body.name
+    const mark = proxy.requests.length
+    // As z2jh's idle culler does with `removeNamedServers: false`, or an admin: stopped, not removed.
+    const stopped = await hub.admin('DELETE', `/users/developer/servers/${name}`)
+    t.ok([202, 204].includes(stopped.status), 'stopped at the hub')
+    await timeUntil(
+      async () => (await listOf(developer))[name]?.status.reason === 'Stopped',
+      2000,
+      'the stopped server',
+    )
+    const words = {
+      state: 'failed',
+      ready: false,
+      message:
+        'The server was stopped (for example after being idle); launch it again to go on, or stop it to remove it.',
+      reason: 'Stopped',
+    }
+    const listed = await call<ServerObject>(developer, 'GET', `servers/${name}`)
+    t.same(listed.body.status, words, 'in words saying it was stopped, not that it failed to start')
+    t.equal(listed.body.started, null)
+    await sleep(1500)
+    for (let i = 0; i < 10; i++) await call(developer, 'GET', 'servers')
+    t.equal(
+      hubCalls(/^GET \/hub\/api\/users\/developer\/servers\/[^/]+\/progress$/, mark),
+      1,
+      'the hub was asked once how the stop came, however many reads followed',
+    )
+    const progress = await readEvents(new URL(`servers/${name}/progress`, base).href, {
+      headers: { authorization: `token ${developer}` },
+    })
+    t.same(
+      progress.events.map((event) => [event.data.step, event.data.message]),
+      [['failed', words.message]],
+      'its progress stream says the same, in one last event',
+    )
+
+    const other = await buildApp(
+      loadConfig({
+        JUPYTERHUB_API_URL: hub.apiUrl,
+        JUPYTERHUB_API_TOKEN: stack.serviceToken,
+        JUPYTERHUB_ORIGIN: hub.publicUrl,
+        GITLAB_URL: stack.gitlab.url,
+        LOG_LEVEL: 'silent',
+      }),
+    )
+    t.teardown(() => other.close())
+    const onOther = async () => {
+      const response = await other.inject({
+        url: `/services/notebooks/servers/${name}`,
+        headers: { authorization: `token ${developer}` },
+      })
+      return response.statusCode === 200 ? (response.json() as ServerObject).status : undefined
+    }
+    await timeUntil(async () => (await onOther())?.reason === 'Stopped', 2000, 'on another replica')
+    t.same(await onOther(), words, 'another replica says the same')
+
+    // Launched again through the service, it starts again under its name.
+    const again = await call<ServerObject>(developer, 'POST', 'servers', {
+      ...demo,
+      commit_sha: world.commits.demo.masterFirst,
+    })
+    t.ok([201, 202].includes(again.status), `launched again (${again.status})`)
+    t.equal(again.body.name, name)
+    await timeUntil(
+      async () => (await listOf(developer))[name]?.status.state === 'running',
+      10_000,
+      'the server running again',
+    )
+    t.equal((await call(developer, 'DELETE', `servers/${name}`)).status, 204)
+  },
+)
+
 t.test('the hub going away: 503 naming JupyterHub within seconds, then fresh data', async (t) => {
   // A token the replica has just checked, so its answer about the token outlives the outage.
   const { token } = await hub.createUser('developer')
   t.equal((await call(token, 'GET', 'servers')).status, 200)
+  // Right after a list went through: the copy is as fresh as it gets when the hub goes away.
+  const lists = hubCalls(/^GET \/hub\/api\/users\?/)
+  await timeUntil(async () => hubCalls(/^GET \/hub\/api\/users\?/) > lists, 2000, 'a list')
   proxy.setOffline(true)
   const wentAway = performance.now()
   let answer = await call(token, 'GET', 'servers')

@@ -7,7 +7,7 @@ import { autosavesOf, autosaveToRestore, parseAutosaveName } from '../../lib/aut
 import { ConfigError, loadConfig } from '../../lib/config.js'
 import { type ApiError, UpstreamError } from '../../lib/errors.js'
 import { HubState } from '../../lib/hub-state.js'
-import type { HubServer, HubUser } from '../../lib/jupyterhub.js'
+import type { HubServer, HubUser, LastStart } from '../../lib/jupyterhub.js'
 import { parseImage } from '../../lib/registry.js'
 import { parseBytes, resolveServerOptions } from '../../lib/server-options.js'
 import { matchesFilter, serverName, toServerObject } from '../../lib/servers.js'
@@ -217,10 +217,35 @@ t.test('server object from the hub server', async (t) => {
       .status.state,
     'stopping',
   )
-  t.equal(
-    toServerObject({ origin: '', baseUrl: '/' }, 'alice', { ...hubServer, ready: false, stopped: true })
-      .status.state,
-    'failed',
+  // A stopped server: the words say how its last start ended, once the copy knows.
+  const stoppedServer = { ...hubServer, ready: false, started: null, stopped: true }
+  const statusWhen = (last_start?: LastStart) =>
+    toServerObject({ origin: '', baseUrl: '/' }, 'alice', {
+      ...stoppedServer,
+      ...(last_start && { last_start }),
+    }).status
+  t.same(statusWhen({ outcome: 'failed', message: 'Spawn failed: the notebook command exited with 3' }), {
+    state: 'failed',
+    ready: false,
+    message:
+      'The server failed to start: the notebook command exited with 3. Launch it again to retry, or stop it to remove it.',
+    reason: 'SpawnFailed',
+  })
+  t.same(statusWhen({ outcome: 'started' }), {
+    state: 'failed',
+    ready: false,
+    message:
+      'The server was stopped (for example after being idle); launch it again to go on, or stop it to remove it.',
+    reason: 'Stopped',
+  })
+  t.same(
+    statusWhen(),
+    {
+      state: 'failed',
+      ready: false,
+      message: 'The server is not running; launch it again to go on, or stop it to remove it.',
+    },
+    'not known yet: neither word',
   )
   const pod = {
     name: 'jupyter-alice',
@@ -402,6 +427,9 @@ t.test('hub state copy: first list, drop-outs, own starts, failures, stop', asyn
     },
     forget() {},
     observe: () => () => {},
+    async lastStart(): Promise<LastStart> {
+      return { outcome: 'started' }
+    },
   }
   const state = new HubState({ hub, pollIntervalMs: 50, maxAgeMs: 300, sweepIntervalMs: 60_000 })
   t.teardown(() => state.stop())
@@ -455,4 +483,85 @@ t.test('hub state copy: first list, drop-outs, own starts, failures, stop', asyn
   await sleep(150)
   t.equal(calls.length, after, 'stopped: no more calls')
   t.ok(state.stats.stateReads > 0 && state.stats.polls > 0, 'counters count')
+})
+
+t.test('hub state copy: how a stopped server’s last start ended, asked once per stop', async (t) => {
+  const server = (name: string, stoppedAt?: string): HubServer => ({
+    name,
+    ready: !stoppedAt,
+    pending: null,
+    stopped: !!stoppedAt,
+    url: `/user/dave/${name}/`,
+    started: stoppedAt ? null : '2026-01-01T10:00:00.000000Z',
+    last_activity: stoppedAt ?? '2026-01-01T10:00:00.000000Z',
+    user_options: {},
+    state: null,
+  })
+  const dave = (...servers: HubServer[]): HubUser => ({
+    name: 'dave',
+    admin: false,
+    servers: Object.fromEntries(servers.map((one) => [one.name, one])),
+  })
+  let active = [dave(server('a'), server('b', 't1'))]
+  let alone: HubUser | null = null
+  // What the hub's progress stream tells, per server; a thrown error is a hub that did not answer.
+  const ends = new Map<string, LastStart | Error>([
+    ['b', { outcome: 'failed', message: 'Spawn failed: no image' }],
+  ])
+  const asked: string[] = []
+  const hub = {
+    async listActiveUsers() {
+      return structuredClone(active)
+    },
+    async listUsersPage() {
+      return { users: [], next: null }
+    },
+    async getUser() {
+      return structuredClone(alone)
+    },
+    forget() {},
+    observe: () => () => {},
+    async lastStart(user: string, name: string): Promise<LastStart | undefined> {
+      asked.push(`${user}/${name}`)
+      const end = ends.get(name)
+      if (end instanceof Error) throw end
+      return end
+    },
+  }
+  const state = new HubState({ hub, pollIntervalMs: 30, lastStartRetryMs: 300, sweepIntervalMs: 60_000 })
+  t.teardown(() => state.stop())
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+  const lastStartOf = async (name: string) => (await state.read('dave'))?.servers[name]?.last_start
+
+  t.equal((await state.read('dave'))?.servers.a?.last_start, undefined, 'a running server: nothing asked')
+  await sleep(200)
+  t.same(await lastStartOf('b'), { outcome: 'failed', message: 'Spawn failed: no image' }, 'a failed spawn')
+  t.same(asked, ['dave/b'], 'asked once, however many lists came since')
+
+  // a is stopped at the hub: dave leaves the active list and is read alone; the first read
+  // that shows it stopped already says how.
+  ends.set('a', { outcome: 'started' })
+  alone = dave(server('a', 't2'), server('b', 't1'))
+  active = []
+  await sleep(100)
+  t.same(await lastStartOf('a'), { outcome: 'started' }, 'a server that did start, stopped')
+  t.same(asked, ['dave/b', 'dave/a'], 'b was not asked about again')
+
+  // b is launched again and fails again: a new stop, asked about again; the hub does not answer.
+  ends.set('b', new UpstreamError('JupyterHub', 'timeout', 'no event within 2000 ms'))
+  alone = dave(server('a', 't2'), server('b', 't3'))
+  active = [dave(server('a', 't2'), { ...server('b'), ready: false, pending: 'spawn' })]
+  await sleep(100)
+  active = []
+  await sleep(150)
+  t.equal(await lastStartOf('b'), undefined, 'not known while the hub does not tell')
+  t.equal(asked.filter((one) => one === 'dave/b').length, 2, 'and not asked again at once')
+  ends.set('b', { outcome: 'failed', message: 'Spawn failed: still no image' })
+  await sleep(500)
+  t.same(
+    await lastStartOf('b'),
+    { outcome: 'failed', message: 'Spawn failed: still no image' },
+    'asked later',
+  )
+  t.equal(state.stats.lastStartChecks, asked.length, 'counted')
 })
