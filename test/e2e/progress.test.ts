@@ -53,6 +53,11 @@ async function slowStart(name: string, options: Record<string, unknown> = {}): P
     // The hub lists a pending server a moment before it records the start's time.
     return status === 200 && body.started ? body : undefined
   })
+  // The other replica keeps its own copy of the hub's state: it sees the start within a second or two.
+  await eventually(async () => {
+    const res = await fetch(`${replicaUrl}servers/${encodeURIComponent(name)}`, { headers: token })
+    return res.status === 200 ? true : undefined
+  })
   return String(Date.parse(server.started))
 }
 
