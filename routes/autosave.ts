@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { autosavesOf, parseAutosaveName, userAutosavePrefix } from '../lib/autosave.js'
+import type { ErrorCode } from '../lib/error-codes.js'
 import { ApiError } from '../lib/errors.js'
 import { accessLevel } from '../lib/gitlab.js'
 import { gitlabTokenOf } from '../lib/launcher.js'
@@ -75,6 +76,16 @@ export function parseAutosavePath(method: string, path: string): AutosavePath | 
   }
 }
 
+/** What reading a project in GitLab as the caller may answer. */
+const projectErrors: ErrorCode[] = [
+  ...authenticated,
+  'GITLAB_TOKEN_MISSING',
+  'GITLAB_TOKEN_REJECTED',
+  'GITLAB_SCOPE_MISSING',
+  'ACCESS_DENIED',
+  'PROJECT_NOT_FOUND',
+]
+
 function noSuchAutosave(name: string): ApiError {
   return new ApiError(404, 'AUTOSAVE_NOT_FOUND', `You have no autosave named ${name}.`)
 }
@@ -137,14 +148,7 @@ const autosaveRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         params: AutosaveProjectParams,
         response: {
           200: { ...Type.Ref(AutosaveListSchema), description: "The caller's autosaves, newest first." },
-          ...errors(
-            ...authenticated,
-            'GITLAB_TOKEN_MISSING',
-            'GITLAB_TOKEN_REJECTED',
-            'GITLAB_SCOPE_MISSING',
-            'ACCESS_DENIED',
-            'PROJECT_NOT_FOUND',
-          ),
+          ...errors(...projectErrors),
         },
       },
     },
@@ -166,15 +170,7 @@ const autosaveRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         params: AutosaveParams,
         response: {
           204: { type: 'null', description: 'The autosave was deleted.' },
-          ...errors(
-            ...authenticated,
-            'GITLAB_TOKEN_MISSING',
-            'GITLAB_TOKEN_REJECTED',
-            'GITLAB_SCOPE_MISSING',
-            'ACCESS_DENIED',
-            'PROJECT_NOT_FOUND',
-            'AUTOSAVE_NOT_FOUND',
-          ),
+          ...errors(...projectErrors, 'AUTOSAVE_NOT_FOUND'),
         },
       },
     },
