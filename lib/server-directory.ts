@@ -2,7 +2,7 @@ import type { ServerObject } from '../schemas/servers.js'
 import { UpstreamError } from './errors.js'
 import type { HubState, UserServers } from './hub-state.js'
 import type { PodInspector, PodView } from './pods.js'
-import { toServerObject } from './servers.js'
+import { couldBeServerName, noSuchServer, toServerObject } from './servers.js'
 
 export interface ServerDirectoryOptions {
   /** This replica's copy of the hub's server state. */
@@ -87,7 +87,15 @@ export class ServerDirectory {
     }
   }
 
+  /** One of the user's servers; undefined for a name no server can have (no read at all). */
   async get(user: string, name: string): Promise<ServerObject | undefined> {
-    return (await this.list(user)).get(name)
+    return couldBeServerName(name) ? (await this.list(user)).get(name) : undefined
+  }
+
+  /** One of the user's servers, or a 404 `SERVER_NOT_FOUND`. */
+  async require(user: string, name: string): Promise<ServerObject> {
+    const server = await this.get(user, name)
+    if (!server) throw noSuchServer(name)
+    return server
   }
 }

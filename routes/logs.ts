@@ -1,6 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { ApiError } from '../lib/errors.js'
-import { couldBeServerName, noSuchServer } from '../lib/servers.js'
 import { authenticated, errors, userSecurity } from '../schemas/common.js'
 import { LogLinesSchema, LogsQuerySchema, ServerNameParams } from '../schemas/servers.js'
 
@@ -29,10 +28,7 @@ const logsRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     async (request) => {
       const username = request.user?.name as string
       const serverName = request.params.server_name
-      const server = couldBeServerName(serverName)
-        ? await fastify.servers.get(username, serverName)
-        : undefined
-      if (!server) throw noSuchServer(serverName)
+      const server = await fastify.servers.require(username, serverName)
       if (!fastify.logSource) {
         throw new ApiError(
           503,

@@ -10,7 +10,6 @@ import {
   stepIndex,
 } from '../lib/progress/steps.js'
 import { LaunchWatches, type SentEvent } from '../lib/progress/watch.js'
-import { couldBeServerName, noSuchServer } from '../lib/servers.js'
 import { authenticated, errors, userSecurity } from '../schemas/common.js'
 import { ProgressEventSchema, ProgressHeadersSchema } from '../schemas/progress.js'
 import { ServerNameParams } from '../schemas/servers.js'
@@ -79,8 +78,7 @@ const progressRoutes: FastifyPluginAsyncTypebox<ProgressOptions> = async (fastif
     async (request, reply) => {
       const user = request.user?.name as string
       const name = request.params.server_name
-      const server = couldBeServerName(name) ? await fastify.servers.get(user, name) : undefined
-      if (!server) throw noSuchServer(name)
+      const server = await fastify.servers.require(user, name)
       const startKey = startKeyOf(server.started)
       const lastEventId = request.headers['last-event-id']
       const after = resumeAfter(lastEventId, startKey) ?? -1

@@ -90,7 +90,6 @@ const serversRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       fastify.metrics.countLaunch(status === 201 ? 'created' : status === 202 ? 'accepted' : 'existing')
       // A server that started anew with an autosave in its options restores it as it clones.
       if (status !== 200 && server.annotations['renku.io/autosave']) fastify.metrics.countAutosave('restored')
-      request.log.info({ user, server: server.name, status }, 'launch')
       return reply.code(status).send(server)
     },
   )
@@ -134,12 +133,7 @@ const serversRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       },
     },
     async (request) => {
-      const name = request.params.server_name
-      const server = couldBeServerName(name)
-        ? await fastify.servers.get(request.user?.name as string, name)
-        : undefined
-      if (!server) throw noSuchServer(name)
-      return server
+      return fastify.servers.require(request.user?.name as string, request.params.server_name)
     },
   )
 
@@ -175,7 +169,6 @@ const serversRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         throw err
       }
       fastify.metrics.countStop(outcome)
-      request.log.info({ user, server: name, outcome }, 'stop')
       return reply.code(outcome === 'stopped' ? 204 : 202).send()
     },
   )
