@@ -321,6 +321,21 @@ export class JupyterHubClient {
   }
 
   /**
+   * The hub's own progress stream of a server's start (`GET …/progress`), event by event, until
+   * the hub ends it or `signal` aborts; `HubNotStarting` when the hub has no start to report.
+   */
+  progressEvents(user: string, server: string, signal: AbortSignal, timeoutMs?: number) {
+    return hubProgressEvents({
+      apiUrl: this.options.apiUrl,
+      token: this.options.apiToken,
+      user,
+      server,
+      signal,
+      timeoutMs: timeoutMs ?? this.options.timeoutMs ?? 10_000,
+    })
+  }
+
+  /**
    * How the last start of a stopped server ended: the first event of the hub's progress stream.
    * The hub answers a failed spawn it still holds with its failed event, and a server that did
    * start and was stopped with 404 (or 400 "not starting"). Undefined when the server is
@@ -331,14 +346,7 @@ export class JupyterHubClient {
     const signal = AbortSignal.timeout(timeoutMs)
     let outcome: UpstreamOutcome = 'ok'
     try {
-      const events = hubProgressEvents({
-        apiUrl: this.options.apiUrl,
-        token: this.options.apiToken,
-        user,
-        server,
-        signal,
-        timeoutMs,
-      })
+      const events = this.progressEvents(user, server, signal, timeoutMs)
       // The first event says it: a failed spawn's event comes alone, at once.
       for await (const event of events) {
         return event.failed ? { outcome: 'failed', message: event.message ?? '' } : undefined

@@ -30,9 +30,8 @@ function frame(sent: SentEvent): string {
 /** `GET servers/{name}/progress`: the launch's progress as Server-Sent Events (SPEC section 10). */
 const progressRoutes: FastifyPluginAsyncTypebox<ProgressOptions> = async (fastify, options) => {
   const keepAliveMs = options.keepAliveMs ?? 15_000
-  const { config } = fastify
   const watches = new LaunchWatches({
-    hub: { apiUrl: config.hubApiUrl, token: config.hubApiToken, timeoutMs: config.upstreamTimeoutMs },
+    hub: fastify.jupyterhub,
     servers: fastify.servers,
     pods: fastify.kubernetes,
     podPollMs: options.podPollMs,

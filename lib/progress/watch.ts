@@ -6,8 +6,9 @@
  */
 import type { ServerObject } from '../../schemas/servers.js'
 import type { UpstreamError } from '../errors.js'
+import type { JupyterHubClient } from '../jupyterhub.js'
 import type { PodLaunchSource } from '../pods.js'
-import { HubNotStarting, hubProgressEvents } from './hub-stream.js'
+import { HubNotStarting } from './hub-stream.js'
 import {
   eventId,
   failureCause,
@@ -33,7 +34,7 @@ export interface WatchLogger {
 }
 
 export interface LaunchWatchesOptions {
-  hub: { apiUrl: string; token: string; timeoutMs: number }
+  hub: Pick<JupyterHubClient, 'progressEvents'>
   servers: { get(user: string, name: string): Promise<ServerObject | undefined> }
   pods: PodLaunchSource | null
   /** How often the pod copy is looked at; default 1000 ms. */
@@ -138,7 +139,7 @@ export class LaunchWatch {
     const { hub, servers, retryMs = 1000, log } = this.options
     while (!signal.aborted) {
       try {
-        const events = hubProgressEvents({ ...hub, user: this.user, server: this.server.name, signal })
+        const events = hub.progressEvents(this.user, this.server.name, signal)
         for await (const event of events) {
           await this.firstPodLook
           if (event.ready) return this.ready()
