@@ -74,10 +74,14 @@ export class GitLabClient {
   private readonly http: HttpClient
   /** GitLab's OAuth provider (Doorkeeper) lives beside the API, not under `/api/v4`. */
   private readonly oauth: HttpClient
-  /** The scopes of each token (by hash), shared by concurrent first uses; null when GitLab cannot tell. */
-  private readonly scopes = new LRUCache<string, Promise<string[] | null>>({
+  /**
+   * The scopes of each token (by hash; a token's scopes never change), remembered for a few
+   * minutes; concurrent first uses share one lookup, and a failed lookup is not remembered.
+   */
+  private readonly scopes = new LRUCache<string, { scopes: string[] | null }, string>({
     max: 10_000,
     ttl: scopeCacheTtlMs,
+    fetchMethod: async (_key, _stale, { context: token }) => ({ scopes: await this.lookUpScopes(token) }),
   })
 
   constructor(options: { url: string; timeoutMs?: number; observe?: UpstreamObserver }) {
@@ -264,15 +268,10 @@ export class GitLabClient {
     }
   }
 
-  /** The token's scopes, remembered for a few minutes (a token's scopes never change). */
-  tokenScopes(token: string): Promise<string[] | null> {
+  /** The token's scopes; null when GitLab does not tell. */
+  async tokenScopes(token: string): Promise<string[] | null> {
     const key = createHash('sha256').update(token).digest('base64')
-    const known = this.scopes.get(key)
-    if (known) return known
-    const lookup = this.lookUpScopes(token)
-    this.scopes.set(key, lookup)
-    lookup.catch(() => this.scopes.delete(key))
-    return lookup
+    return (await this.scopes.fetch(key, { context: token }))?.scopes ?? null
   }
 
   /**
