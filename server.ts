@@ -1,6 +1,6 @@
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.js'
-import { ConfigError, loadConfig } from './lib/config.js'
+import { ConfigError, loadConfig } from './lib/core/config.js'
 
 let config: ReturnType<typeof loadConfig>
 try {

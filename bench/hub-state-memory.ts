@@ -6,8 +6,8 @@
  */
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { HubState } from '../lib/hub-state.js'
-import { JupyterHubClient } from '../lib/jupyterhub.js'
+import { JupyterHubClient } from '../lib/hub/client.js'
+import { HubState } from '../lib/hub/state.js'
 
 const USERS = Number(process.env.BENCH_MEMORY_USERS ?? 10_000)
 const gc = (globalThis as { gc?: () => void }).gc

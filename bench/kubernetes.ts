@@ -14,9 +14,9 @@ import type { AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
 import Fastify from 'fastify'
+import { startKubernetes } from '../dev/stand-ins/kubernetes.js'
 import { createKubernetesPods, type KubernetesPods } from '../lib/kubernetes/client.js'
-import type { PodView } from '../lib/pods.js'
-import { startKubernetes } from '../test/stand-ins/kubernetes.js'
+import type { PodView } from '../lib/servers/pods.js'
 
 const USER = 'bench-user@example.com'
 const SERVERS = Array.from({ length: 10 }, (_, i) => `project-${i}-${(0x1a2b3c00 + i).toString(16)}`)

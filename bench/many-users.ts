@@ -13,9 +13,9 @@
 import { execFile } from 'node:child_process'
 import path from 'node:path'
 import { promisify } from 'node:util'
-import { type CountingProxy, startCountingProxy } from '../test/support/counting-proxy.js'
-import type { HubUser } from '../test/support/hub.js'
-import type { Stack } from '../test/support/stack.js'
+import { type CountingProxy, startCountingProxy } from '../dev/counting-proxy.js'
+import type { HubUser } from '../dev/hub.js'
+import type { Stack } from '../dev/stack.js'
 import { load, type Run, type Target, table } from './measure.js'
 
 export interface ManyUsersSettings {

@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import type { Config } from '../lib/config.js'
+import type { Config } from '../lib/core/config.js'
 
 declare module 'fastify' {
   interface FastifyInstance {

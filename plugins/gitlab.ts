@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import { GitLabClient } from '../lib/gitlab.js'
+import { GitLabClient } from '../lib/gitlab/client.js'
 
 declare module 'fastify' {
   interface FastifyInstance {

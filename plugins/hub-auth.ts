@@ -2,9 +2,9 @@ import { createHash } from 'node:crypto'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { LRUCache } from 'lru-cache'
-import { ApiError } from '../lib/errors.js'
-import type { HubIdentity } from '../lib/jupyterhub.js'
-import { prefersHtml, SESSION_COOKIE } from '../lib/session.js'
+import { prefersHtml, SESSION_COOKIE } from '../lib/auth/session.js'
+import { ApiError } from '../lib/core/errors.js'
+import type { HubIdentity } from '../lib/hub/client.js'
 
 declare module 'fastify' {
   interface FastifyRequest {

@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import { JupyterHubClient } from '../lib/jupyterhub.js'
+import { JupyterHubClient } from '../lib/hub/client.js'
 
 declare module 'fastify' {
   interface FastifyInstance {

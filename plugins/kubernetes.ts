@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import type { LogSource, PodInspector, PodLaunchSource } from '../lib/pods.js'
+import type { LogSource, PodInspector, PodLaunchSource } from '../lib/servers/pods.js'
 
 declare module 'fastify' {
   interface FastifyInstance {

@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import { type MetricsListener, ServiceMetrics, serveMetrics } from '../lib/metrics.js'
+import { type MetricsListener, ServiceMetrics, serveMetrics } from '../lib/core/metrics.js'
 
 declare module 'fastify' {
   interface FastifyInstance {

@@ -3,9 +3,9 @@ import cookie, { type CookieSerializeOptions } from '@fastify/cookie'
 import oauth2, { type OAuth2Namespace, type OAuth2Token } from '@fastify/oauth2'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { ApiError, UpstreamError } from '../lib/errors.js'
-import { errorOutcome, type UpstreamOutcome } from '../lib/metrics.js'
-import { SessionSealer, STATE_COOKIE, safeNext } from '../lib/session.js'
+import { SessionSealer, STATE_COOKIE, safeNext } from '../lib/auth/session.js'
+import { ApiError, UpstreamError } from '../lib/core/errors.js'
+import { errorOutcome, type UpstreamOutcome } from '../lib/core/metrics.js'
 
 declare module 'fastify' {
   interface FastifyInstance {

@@ -1,9 +1,9 @@
 import fp from 'fastify-plugin'
-import { HubState } from '../lib/hub-state.js'
-import { Launcher } from '../lib/launcher.js'
-import { LocalLogSource } from '../lib/local-logs.js'
-import type { LogSource } from '../lib/pods.js'
-import { ServerDirectory } from '../lib/server-directory.js'
+import { HubState } from '../lib/hub/state.js'
+import { ServerDirectory } from '../lib/servers/directory.js'
+import { Launcher } from '../lib/servers/launcher.js'
+import { LocalLogSource } from '../lib/servers/local-logs.js'
+import type { LogSource } from '../lib/servers/pods.js'
 
 declare module 'fastify' {
   interface FastifyInstance {

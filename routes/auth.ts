@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
-import { ApiError, UpstreamError } from '../lib/errors.js'
-import { prefersHtml, SESSION_COOKIE, SESSION_MAX_AGE_S, safeNext } from '../lib/session.js'
+import { prefersHtml, SESSION_COOKIE, SESSION_MAX_AGE_S, safeNext } from '../lib/auth/session.js'
+import { ApiError, UpstreamError } from '../lib/core/errors.js'
 import { errors } from '../schemas/common.js'
 
 const NextQuery = Type.Object({

@@ -1,11 +1,10 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { autosavesOf, parseAutosaveName, userAutosavePrefix } from '../lib/autosave.js'
-import type { ErrorCode } from '../lib/error-codes.js'
-import { ApiError } from '../lib/errors.js'
-import { accessLevel } from '../lib/gitlab.js'
-import { gitlabTokenOf } from '../lib/launcher.js'
+import { ApiError } from '../lib/core/errors.js'
+import { autosavesOf, parseAutosaveName, userAutosavePrefix } from '../lib/gitlab/autosaves.js'
+import { accessLevel } from '../lib/gitlab/client.js'
+import { gitlabTokenOf } from '../lib/servers/launcher.js'
 import {
   type AutosaveList,
   AutosaveListSchema,
@@ -13,6 +12,7 @@ import {
   AutosaveProjectParams,
 } from '../schemas/autosave.js'
 import { authenticated, errors, userSecurity } from '../schemas/common.js'
+import type { ErrorCode } from '../schemas/error-codes.js'
 
 interface ProjectRef {
   namespace: string

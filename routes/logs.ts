@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { ApiError } from '../lib/errors.js'
+import { ApiError } from '../lib/core/errors.js'
 import { authenticated, errors, userSecurity } from '../schemas/common.js'
 import { LogLinesSchema, LogsQuerySchema, ServerNameParams } from '../schemas/servers.js'
 

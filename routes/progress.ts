@@ -9,7 +9,7 @@ import {
   startKeyOf,
   stepIndex,
 } from '../lib/progress/steps.js'
-import { LaunchWatches, type SentEvent } from '../lib/progress/watch.js'
+import { LaunchWatches, type SentEvent } from '../lib/servers/progress-watch.js'
 import { authenticated, errors, userSecurity } from '../schemas/common.js'
 import { ProgressEventSchema, ProgressHeadersSchema } from '../schemas/progress.js'
 import { ServerNameParams } from '../schemas/servers.js'

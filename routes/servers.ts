@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import type { FastifyBaseLogger } from 'fastify'
-import { couldBeServerName, matchesFilter, noSuchServer } from '../lib/servers.js'
+import { couldBeServerName, matchesFilter, noSuchServer } from '../lib/servers/server-object.js'
 import { authenticated, errors, userSecurity, withBody } from '../schemas/common.js'
 import {
   DeleteQuerySchema,

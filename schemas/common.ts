@@ -1,5 +1,5 @@
 import { type Static, type TSchema, Type } from '@sinclair/typebox'
-import { allErrorCodes, type ErrorCode, errorCodes } from '../lib/error-codes.js'
+import { allErrorCodes, type ErrorCode, errorCodes } from './error-codes.js'
 
 const FieldErrors = Type.Record(Type.String(), Type.Array(Type.String()), {
   description: 'Field name to the reasons it was refused.',

@@ -8,7 +8,7 @@ import path from 'node:path'
 import { pathToFileURL } from 'node:url'
 import openapiTS, { astToString, COMMENT_HEADER } from 'openapi-typescript'
 import { buildApp } from '../app.js'
-import { loadConfig } from '../lib/config.js'
+import { loadConfig } from '../lib/core/config.js'
 
 export const GENERATED_PATH = path.resolve(import.meta.dirname, '..', 'client', 'generated', 'openapi.d.ts')
 

@@ -7,4 +7,4 @@ bash scripts/ensure-system.sh
 bash scripts/ensure-node-modules.sh
 # exec, here and in package.json: npm's child is then this node process itself, so a
 # SIGINT or SIGTERM that npm passes on reaches it and stops the stack cleanly.
-exec node --import tsx scripts/local-stack.ts
+exec node --import tsx dev/local-stack.ts

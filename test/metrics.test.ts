@@ -5,9 +5,9 @@
  */
 import t from 'tap'
 import { buildApp } from '../app.js'
-import { loadConfig } from '../lib/config.js'
+import { eventually, startStack } from '../dev/stack.js'
+import { loadConfig } from '../lib/core/config.js'
 import type { ServerObject } from '../schemas/servers.js'
-import { eventually, startStack } from './support/stack.js'
 
 const stack = await startStack()
 t.teardown(() => stack.stop())

@@ -24,8 +24,8 @@ import {
   type V1Pod,
   Watch,
 } from '@kubernetes/client-node'
-import { ConfigError } from '../config.js'
-import type { UpstreamObserver } from '../metrics.js'
+import { ConfigError } from '../core/config.js'
+import type { UpstreamObserver } from '../core/metrics.js'
 import type {
   LogRequest,
   LogSource,
@@ -34,7 +34,7 @@ import type {
   PodLaunchSource,
   PodView,
   ServerRef,
-} from '../pods.js'
+} from '../servers/pods.js'
 import { httpStatus, observeCall, statusBody, toUpstreamError } from './errors.js'
 import {
   escapeUsername,

@@ -1,6 +1,6 @@
 /** Maps what `@kubernetes/client-node` throws to the service's UpstreamError. */
-import { UpstreamError } from '../errors.js'
-import { errorOutcome, statusOutcome, type UpstreamObserver, type UpstreamOutcome } from '../metrics.js'
+import { UpstreamError } from '../core/errors.js'
+import { errorOutcome, statusOutcome, type UpstreamObserver, type UpstreamOutcome } from '../core/metrics.js'
 
 /** The parts of a Kubernetes `Status` body the service reads. */
 export interface KubernetesStatus {

@@ -8,7 +8,7 @@
  * failure, until the watch is back), `synced` is false and callers ask the API directly.
  */
 import type { CoreV1Api, V1Pod, Watch } from '@kubernetes/client-node'
-import type { UpstreamObserver } from '../metrics.js'
+import type { UpstreamObserver } from '../core/metrics.js'
 import { httpStatus, observeCall, toUpstreamError } from './errors.js'
 import { LIST_PODS } from './operations.js'
 

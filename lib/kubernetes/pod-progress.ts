@@ -5,8 +5,8 @@
  * notebook container ran). A pod that cannot start (pull failure, crash loop) gives a failure.
  */
 import type { CoreV1Event, V1Pod } from '@kubernetes/client-node'
-import type { PodLaunch } from '../pods.js'
 import type { ProgressStep, StepDetail } from '../progress/steps.js'
+import type { PodLaunch } from '../servers/pods.js'
 import { NOTEBOOK_CONTAINER } from './labels.js'
 import { sortEvents, toPodView } from './pod-view.js'
 

@@ -3,7 +3,7 @@
  * ready, failed or going away, and why not, in sentences rather than Kubernetes reasons.
  */
 import type { CoreV1Event, V1Container, V1ContainerStatus, V1Pod } from '@kubernetes/client-node'
-import type { PodView } from '../pods.js'
+import type { PodView } from '../servers/pods.js'
 import { NOTEBOOK_CONTAINER } from './labels.js'
 
 /** Why a pod is not ready: the unmet step (a pod condition type, or `Terminating`), a reason and a sentence. */

@@ -8,7 +8,7 @@ import { mkdir } from 'node:fs/promises'
 import path from 'node:path'
 import { chromium, type Locator, type Page } from 'playwright-core'
 import t from 'tap'
-import { eventually, startStack } from '../support/stack.js'
+import { eventually, startStack } from '../../dev/stack.js'
 
 const OUTPUT = path.resolve(import.meta.dirname, '..', '..', 'test-output')
 const CHROMIUM_ARGS = [

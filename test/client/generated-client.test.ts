@@ -8,8 +8,8 @@ import { readFile } from 'node:fs/promises'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
+import { startStack } from '../../dev/stack.js'
 import { GENERATED_PATH, generateClientTypes } from '../../scripts/generate-client.js'
-import { startStack } from '../support/stack.js'
 
 const execFileAsync = promisify(execFile)
 const ROOT = path.resolve(import.meta.dirname, '..', '..')

@@ -4,10 +4,10 @@
  * repositories.
  */
 import t from 'tap'
-import { serverName } from '../../lib/servers.js'
+import { eventually, startStack } from '../../dev/stack.js'
+import { serverName } from '../../lib/servers/server-object.js'
 import type { ServerObject } from '../../schemas/servers.js'
 import { autosaveBranches, seedAutosave } from '../support/autosaves.js'
-import { eventually, startStack } from '../support/stack.js'
 
 const stack = await startStack()
 t.teardown(() => stack.stop())

@@ -9,10 +9,10 @@ import { readFile } from 'node:fs/promises'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
-import { serverName } from '../../lib/servers.js'
+import type { HubUser } from '../../dev/hub.js'
+import { eventually, startStack } from '../../dev/stack.js'
+import { serverName } from '../../lib/servers/server-object.js'
 import type { ServerObject } from '../../schemas/servers.js'
-import type { HubUser } from '../support/hub.js'
-import { eventually, startStack } from '../support/stack.js'
 
 const exec = promisify(execFile)
 // Polling often: a server whose process ends is noticed (and its work saved) within seconds.

@@ -5,9 +5,9 @@
  */
 import t from 'tap'
 import { buildApp } from '../../app.js'
-import { loadConfig } from '../../lib/config.js'
+import { eventually, startStack } from '../../dev/stack.js'
+import { loadConfig } from '../../lib/core/config.js'
 import type { ServerObject } from '../../schemas/servers.js'
-import { eventually, startStack } from '../support/stack.js'
 
 // Every start answers 202 at once; one start at a time across the hub.
 const stack = await startStack({ hubEnv: { JHUB_SLOW_SPAWN_TIMEOUT: '0', JHUB_CONCURRENT_SPAWN_LIMIT: '1' } })

@@ -6,11 +6,11 @@
 import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import { buildApp } from '../../app.js'
-import { loadConfig } from '../../lib/config.js'
+import { startCountingProxy } from '../../dev/counting-proxy.js'
+import { startStack } from '../../dev/stack.js'
+import { loadConfig } from '../../lib/core/config.js'
 import type { ServerObject } from '../../schemas/servers.js'
-import { startCountingProxy } from '../support/counting-proxy.js'
 import { readEvents } from '../support/sse.js'
-import { startStack } from '../support/stack.js'
 
 const stack = await startStack()
 t.teardown(() => stack.stop())

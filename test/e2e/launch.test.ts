@@ -7,9 +7,9 @@ import { readFile } from 'node:fs/promises'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
-import { serverName } from '../../lib/servers.js'
+import { eventually, startStack } from '../../dev/stack.js'
+import { serverName } from '../../lib/servers/server-object.js'
 import type { ServerObject } from '../../schemas/servers.js'
-import { eventually, startStack } from '../support/stack.js'
 
 const exec = promisify(execFile)
 const stack = await startStack({ hubEnv: { JHUB_NAMED_SERVER_LIMIT: '3' } })

@@ -5,10 +5,10 @@
  */
 import t, { type Test } from 'tap'
 import { buildApp } from '../../app.js'
-import { loadConfig } from '../../lib/config.js'
-import { startCountingProxy } from '../support/counting-proxy.js'
+import { startCountingProxy } from '../../dev/counting-proxy.js'
+import { eventually, startStack } from '../../dev/stack.js'
+import { loadConfig } from '../../lib/core/config.js'
 import { readEvents, type SseEvent } from '../support/sse.js'
-import { eventually, startStack } from '../support/stack.js'
 
 // Starts answer 202 at once, so a test can watch them while they run.
 const stack = await startStack({ hubEnv: { JHUB_SLOW_SPAWN_TIMEOUT: '0' } })

@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
-import { startGitLab } from '../stand-ins/gitlab.js'
-import { createWorld } from '../support/fixtures.js'
+import { createWorld } from '../../dev/gitlab-world.js'
+import { startGitLab } from '../../dev/stand-ins/gitlab.js'
 
 const execFileAsync = promisify(execFile)
 const FILES = path.resolve(import.meta.dirname, '..', '..', 'chart', 'files')

@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
-import { startGitLab } from '../stand-ins/gitlab.js'
-import { createWorld } from '../support/fixtures.js'
-import { startHub } from '../support/hub.js'
+import { createWorld } from '../../dev/gitlab-world.js'
+import { startHub } from '../../dev/hub.js'
+import { startGitLab } from '../../dev/stand-ins/gitlab.js'
 
 const execFileAsync = promisify(execFile)
 const CLONE_SCRIPT = path.resolve(import.meta.dirname, '..', '..', 'chart', 'files', 'clone-repo.sh')

@@ -7,21 +7,21 @@ import path from 'node:path'
 import { Writable } from 'node:stream'
 import Fastify, { type FastifyInstance } from 'fastify'
 import t from 'tap'
-import { type Config, loadConfig } from '../../lib/config.js'
-import type { UpstreamError } from '../../lib/errors.js'
-import type { KubernetesPods } from '../../lib/kubernetes/client.js'
-import { escapeUsername, isLabelValue } from '../../lib/kubernetes/labels.js'
-import type { PodView } from '../../lib/pods.js'
-import configPlugin from '../../plugins/config.js'
-import kubernetesPlugin from '../../plugins/kubernetes.js'
-import metricsPlugin from '../../plugins/metrics.js'
 import {
   loadPodFixture,
   type PodFixtureName,
   podFixtureNames,
   serverNameOf,
-} from '../fixtures/kubernetes/index.js'
-import { type KubernetesStandIn, startKubernetes } from '../stand-ins/kubernetes.js'
+} from '../../dev/fixtures/kubernetes/index.js'
+import { type KubernetesStandIn, startKubernetes } from '../../dev/stand-ins/kubernetes.js'
+import { type Config, loadConfig } from '../../lib/core/config.js'
+import type { UpstreamError } from '../../lib/core/errors.js'
+import type { KubernetesPods } from '../../lib/kubernetes/client.js'
+import { escapeUsername, isLabelValue } from '../../lib/kubernetes/labels.js'
+import type { PodView } from '../../lib/servers/pods.js'
+import configPlugin from '../../plugins/config.js'
+import kubernetesPlugin from '../../plugins/kubernetes.js'
+import metricsPlugin from '../../plugins/metrics.js'
 
 const fixtures = Object.fromEntries(podFixtureNames.map((name) => [name, loadPodFixture(name)])) as Record<
   PodFixtureName,

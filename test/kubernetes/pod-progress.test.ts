@@ -5,9 +5,9 @@
  */
 import type { CoreV1Event, V1Pod } from '@kubernetes/client-node'
 import t from 'tap'
+import { type LaunchStage, launchStage } from '../../dev/fixtures/kubernetes/index.js'
 import { podLaunch } from '../../lib/kubernetes/pod-progress.js'
 import { failureCause, stepOfHubMessage } from '../../lib/progress/steps.js'
-import { type LaunchStage, launchStage } from '../fixtures/kubernetes/index.js'
 
 function launchAt(stage: LaunchStage, autosave?: string) {
   const { pod, events } = launchStage(stage, 'alice', 'my-project-1a2b3c4d')

@@ -8,17 +8,17 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import t from 'tap'
 import { buildApp } from '../../app.js'
-import { loadConfig } from '../../lib/config.js'
-import type { ServerObject } from '../../schemas/servers.js'
 import {
   fixtureFor,
   type LaunchStage,
   launchStage,
   type PodFixtureName,
-} from '../fixtures/kubernetes/index.js'
-import { startKubernetes } from '../stand-ins/kubernetes.js'
+} from '../../dev/fixtures/kubernetes/index.js'
+import { eventually, startStack } from '../../dev/stack.js'
+import { startKubernetes } from '../../dev/stand-ins/kubernetes.js'
+import { loadConfig } from '../../lib/core/config.js'
+import type { ServerObject } from '../../schemas/servers.js'
 import { readEvents, type SseEvent } from '../support/sse.js'
-import { eventually, startStack } from '../support/stack.js'
 
 const kube = await startKubernetes({ namespace: 'renku' })
 t.teardown(() => kube.close())

@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
+import { createWorld } from '../../dev/gitlab-world.js'
+import { startGitLab } from '../../dev/stand-ins/gitlab.js'
 import { autosaveBranches, seedAutosave } from '../support/autosaves.js'
-import { createWorld } from '../support/fixtures.js'
-import { startGitLab } from './gitlab.js'
 
 const execFileAsync = promisify(execFile)
 

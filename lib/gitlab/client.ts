@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
-import { ApiError, UpstreamError } from './errors.js'
-import { HttpClient, type HttpResponse } from './http.js'
-import type { UpstreamObserver } from './metrics.js'
+import { ApiError, UpstreamError } from '../core/errors.js'
+import { HttpClient, type HttpResponse } from '../core/http.js'
+import type { UpstreamObserver } from '../core/metrics.js'
 
 /** The fields of GitLab's project resource the service uses. */
 export interface GitLabProject {

@@ -1,7 +1,7 @@
 /** Errors the service answers with, in the body of SPEC section 6. */
-import type { ErrorCode } from './error-codes.js'
+import type { ErrorCode } from '../../schemas/error-codes.js'
 
-export type { ErrorCode } from './error-codes.js'
+export type { ErrorCode } from '../../schemas/error-codes.js'
 
 export type FieldErrors = Record<string, string[]>
 

@@ -4,8 +4,8 @@
  * apihandlers/users.py `SpawnProgressAPIHandler`).
  */
 import { Agent, type Dispatcher, request } from 'undici'
-import { UpstreamError } from '../errors.js'
-import type { HubProgressEvent } from './steps.js'
+import { UpstreamError } from '../core/errors.js'
+import type { HubProgressEvent } from '../progress/steps.js'
 
 /** The hub answered that the server is neither starting nor failed (400), or does not exist (404). */
 export class HubNotStarting extends Error {

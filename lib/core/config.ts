@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Type } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
-import { ServerOptionSchema, type ServerOptions } from '../schemas/server-options.js'
+import { ServerOptionSchema, type ServerOptions } from '../../schemas/server-options.js'
 
 /** The service's configuration, read from the environment (SPEC section 2). */
 export interface Config {
@@ -51,6 +51,7 @@ export class ConfigError extends Error {
 
 export const bundledServerOptionsPath = join(
   dirname(fileURLToPath(import.meta.url)),
+  '..',
   '..',
   'config',
   'server-options.json',

@@ -1,5 +1,5 @@
-import type { ServerOption, ServerOptions, ServerOptionValues } from '../schemas/server-options.js'
-import { ApiError } from './errors.js'
+import type { ServerOption, ServerOptions, ServerOptionValues } from '../../schemas/server-options.js'
+import { ApiError } from '../core/errors.js'
 
 const byteUnits: Record<string, number> = {
   '': 1,

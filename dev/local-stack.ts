@@ -3,8 +3,8 @@
  * demo project, and the service behind the hub's proxy. Prints the one curl that launches
  * a notebook, and where to open it. Stops everything on Ctrl-C.
  */
-import { serverName } from '../lib/servers.js'
-import { startStack } from '../test/support/stack.js'
+import { serverName } from '../lib/servers/server-object.js'
+import { startStack } from './stack.js'
 
 const stack = await startStack({ serviceEnv: { LOG_LEVEL: process.env.LOG_LEVEL ?? 'info' } })
 const { hub, users, world } = stack

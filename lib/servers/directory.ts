@@ -1,8 +1,8 @@
-import type { ServerObject } from '../schemas/servers.js'
-import { UpstreamError } from './errors.js'
-import type { HubState, UserServers } from './hub-state.js'
+import type { ServerObject } from '../../schemas/servers.js'
+import { UpstreamError } from '../core/errors.js'
+import type { HubState, UserServers } from '../hub/state.js'
 import type { PodInspector, PodView } from './pods.js'
-import { couldBeServerName, noSuchServer, toServerObject } from './servers.js'
+import { couldBeServerName, noSuchServer, toServerObject } from './server-object.js'
 
 export interface ServerDirectoryOptions {
   /** This replica's copy of the hub's server state. */

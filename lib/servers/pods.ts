@@ -1,4 +1,4 @@
-import type { PodWaiting, ProgressStep, StepDetail } from './progress/steps.js'
+import type { PodWaiting, ProgressStep, StepDetail } from '../progress/steps.js'
 
 /**
  * What the service needs to know about a notebook server's pod, independent of

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { UpstreamError } from './errors.js'
+import { UpstreamError } from '../core/errors.js'
 import type { LogRequest, LogSource } from './pods.js'
 
 /** A file name part from a user-controlled name, as the local spawner writes it: never outside the directory. */

@@ -5,10 +5,9 @@
  * resumes gets them from memory; it stops, closing the hub stream, when its last client goes.
  */
 import type { ServerObject } from '../../schemas/servers.js'
-import type { UpstreamError } from '../errors.js'
-import type { JupyterHubClient } from '../jupyterhub.js'
-import type { PodLaunchSource } from '../pods.js'
-import { HubNotStarting } from './hub-stream.js'
+import type { UpstreamError } from '../core/errors.js'
+import type { JupyterHubClient } from '../hub/client.js'
+import { HubNotStarting } from '../hub/progress-stream.js'
 import {
   eventId,
   failureCause,
@@ -21,7 +20,8 @@ import {
   startKeyOf,
   stepIndex,
   stepOfHubMessage,
-} from './steps.js'
+} from '../progress/steps.js'
+import type { PodLaunchSource } from './pods.js'
 
 export interface SentEvent {
   id: string

@@ -1,4 +1,4 @@
-import type { GitLabBranch } from './gitlab.js'
+import type { GitLabBranch } from './client.js'
 
 /**
  * Autosave branches (SPEC 9): `renku/autosave/<user>/<branch>/<commit_sha[:7]>/<head[:7]>`,

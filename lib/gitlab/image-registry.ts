@@ -1,6 +1,6 @@
-import { UpstreamError } from './errors.js'
-import { HttpClient } from './http.js'
-import type { UpstreamObserver } from './metrics.js'
+import { UpstreamError } from '../core/errors.js'
+import { HttpClient } from '../core/http.js'
+import type { UpstreamObserver } from '../core/metrics.js'
 
 export interface ImageReference {
   /** Registry host[:port] as written in the image name (docker.io when none is). */

@@ -1,7 +1,7 @@
-import { ApiError, UpstreamError } from './errors.js'
-import { HttpClient, type HttpResponse } from './http.js'
-import { errorOutcome, type UpstreamObserver, type UpstreamOutcome } from './metrics.js'
-import { HubNotStarting, hubProgressEvents } from './progress/hub-stream.js'
+import { ApiError, UpstreamError } from '../core/errors.js'
+import { HttpClient, type HttpResponse } from '../core/http.js'
+import { errorOutcome, type UpstreamObserver, type UpstreamOutcome } from '../core/metrics.js'
+import { HubNotStarting, hubProgressEvents } from './progress-stream.js'
 
 /** A named server as the hub's REST API describes it. */
 export interface HubServer {

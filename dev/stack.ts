@@ -8,12 +8,12 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import type { FastifyInstance } from 'fastify'
-import { buildApp } from '../../app.js'
-import { type Config, loadConfig } from '../../lib/config.js'
-import { type GitLabStandIn, startGitLab } from '../stand-ins/gitlab.js'
-import { createWorld, type FixtureUserName, type World } from './fixtures.js'
+import { buildApp } from '../app.js'
+import { type Config, loadConfig } from '../lib/core/config.js'
+import { createWorld, type FixtureUserName, type World } from './gitlab-world.js'
 import { type Hub, type HubUser, startHub } from './hub.js'
 import { freePort } from './ports.js'
+import { type GitLabStandIn, startGitLab } from './stand-ins/gitlab.js'
 
 export interface StackOptions {
   /** Extra environment for the hub (`JHUB_NAMED_SERVER_LIMIT`, `JHUB_SLOW_SPAWN_TIMEOUT`…). */

@@ -31,8 +31,8 @@
  *
  * Free of Fastify: the plugin starts nothing; the first read starts the poller, `stop()` ends it.
  */
-import { UpstreamError } from './errors.js'
-import type { HubServer, HubUser, HubWriteObserver, JupyterHubClient, LastStart } from './jupyterhub.js'
+import { UpstreamError } from '../core/errors.js'
+import type { HubServer, HubUser, HubWriteObserver, JupyterHubClient, LastStart } from './client.js'
 
 /** Where a read was answered from: the copy alone, or after waiting for a hub call. */
 export type ReadSource = 'state' | 'hub'

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { freePort } from './ports.js'
 
-const REPO_ROOT = path.resolve(import.meta.dirname, '..', '..')
+const REPO_ROOT = path.resolve(import.meta.dirname, '..')
 const CONFIG = path.join(REPO_ROOT, 'hub', 'local_config.py')
 const JUPYTERHUB = '/usr/bin/jupyterhub'
 const OUTPUT_LINES = 200

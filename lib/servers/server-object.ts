@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto'
-import type { ServerFilter, ServerObject } from '../schemas/servers.js'
-import { ApiError } from './errors.js'
-import type { HubServer } from './jupyterhub.js'
+import type { ServerFilter, ServerObject } from '../../schemas/servers.js'
+import { ApiError } from '../core/errors.js'
+import type { HubServer } from '../hub/client.js'
+import { failureCause } from '../progress/steps.js'
 import type { PodView } from './pods.js'
-import { failureCause } from './progress/steps.js'
 
 /**
  * The server's name: the project path cut to 54 characters, then 8 hex characters of
