@@ -3,11 +3,11 @@
  * whole stack: requests by route pattern, upstream calls by operation and outcome, launches
  * and stops, hub reads, and the process's own metrics. None of it through the service prefix.
  */
+
 import t from 'tap'
-import { buildApp } from '../app.js'
 import { eventually, startStack } from '../dev/stack.js'
-import { loadConfig } from '../lib/core/config.js'
 import type { ServerObject } from '../schemas/servers.js'
+import { build } from './helper.js'
 
 const stack = await startStack()
 t.teardown(() => stack.stop())
@@ -195,15 +195,11 @@ t.test('metrics are not served through the service, and only /metrics on their p
 })
 
 t.test('METRICS_PORT=0: no listener; each app has its own registry', async (t) => {
-  const app = await buildApp(
-    loadConfig({
-      JUPYTERHUB_API_URL: 'http://127.0.0.1:1/hub/api',
-      JUPYTERHUB_API_TOKEN: 'token',
-      LOG_LEVEL: 'silent',
-      METRICS_PORT: '0',
-    }),
-  )
-  t.teardown(() => app.close())
+  const app = await build(t, {
+    JUPYTERHUB_API_URL: 'http://127.0.0.1:1/hub/api',
+    JUPYTERHUB_API_TOKEN: 'token',
+    METRICS_PORT: '0',
+  })
   t.equal(await app.listenForMetrics(), null, 'off')
   const ready = await app.inject({ url: `${prefix}ready` })
   t.equal(ready.statusCode, 503)

@@ -4,13 +4,13 @@
  * without credentials), every error response the shared `Error` schema with the codes it
  * carries, and those codes the ones the sources answer with.
  */
+
 import { readdir, readFile } from 'node:fs/promises'
 import path from 'node:path'
 import SwaggerParser from '@apidevtools/swagger-parser'
 import t from 'tap'
-import { buildApp } from '../app.js'
-import { loadConfig } from '../lib/core/config.js'
 import { allErrorCodes, codesOutsideOperations, type ErrorCode, errorCodes } from '../schemas/error-codes.js'
+import { build } from './helper.js'
 
 interface Operation {
   operationId?: string
@@ -43,15 +43,11 @@ const METHODS = ['get', 'put', 'post', 'delete', 'patch', 'head', 'options']
 
 t.test('the OpenAPI document', async (t) => {
   // Upstreams nobody listens on: only requests without credentials are made.
-  const app = await buildApp(
-    loadConfig({
-      JUPYTERHUB_API_URL: 'http://127.0.0.1:9/hub/api',
-      JUPYTERHUB_API_TOKEN: 'openapi-test-token',
-      GITLAB_URL: 'http://127.0.0.1:9',
-      LOG_LEVEL: 'silent',
-    }),
-  )
-  t.teardown(() => app.close())
+  const app = await build(t, {
+    JUPYTERHUB_API_URL: 'http://127.0.0.1:9/hub/api',
+    JUPYTERHUB_API_TOKEN: 'openapi-test-token',
+    GITLAB_URL: 'http://127.0.0.1:9',
+  })
   await app.ready()
   const doc = app.swagger() as unknown as Document
 

@@ -3,13 +3,13 @@
  * browser goes), the session cookie, the browser redirect, logout, and the refusals (bad or
  * replayed state and code, unsafe `next`, tampered or revoked sessions).
  */
+
 import { randomBytes } from 'node:crypto'
 import t from 'tap'
-import { buildApp } from '../../app.js'
 import { startHub } from '../../dev/hub.js'
 import { freePort } from '../../dev/ports.js'
 import { prefersHtml, SESSION_COOKIE, SessionSealer, STATE_COOKIE, safeNext } from '../../lib/auth/session.js'
-import { loadConfig } from '../../lib/core/config.js'
+import { build } from '../helper.js'
 import { CookieJar, hubLogin, type Step } from './jar.js'
 
 const PREFIX = '/services/notebooks/'
@@ -74,15 +74,11 @@ t.test('the session cookie can only be opened by the service, unchanged and in t
 })
 
 t.test('a hub that cannot be reached during login is a 503 naming it', async (t) => {
-  const app = await buildApp(
-    loadConfig({
-      JUPYTERHUB_API_URL: 'http://127.0.0.1:9/hub/api',
-      JUPYTERHUB_API_TOKEN: 'service-token',
-      JUPYTERHUB_ORIGIN: 'https://hub.example.org',
-      LOG_LEVEL: 'silent',
-    }),
-  )
-  t.teardown(() => app.close())
+  const app = await build(t, {
+    JUPYTERHUB_API_URL: 'http://127.0.0.1:9/hub/api',
+    JUPYTERHUB_API_TOKEN: 'service-token',
+    JUPYTERHUB_ORIGIN: 'https://hub.example.org',
+  })
   const login = await app.inject({ url: `${PREFIX}login?next=${encodeURIComponent(`${PREFIX}servers`)}` })
   t.equal(login.statusCode, 302)
   const authorize = new URL(login.headers.location as string)
@@ -104,17 +100,17 @@ t.test('OAuth login through a real JupyterHub', async (t) => {
   const hub = await startHub({ serviceUrl: `http://127.0.0.1:${port}`, serviceToken })
   t.teardown(() => hub.stop())
   // No JUPYTERHUB_ORIGIN: the authorize URL is relative, resolved on the hub's public address.
-  const config = loadConfig({
-    JUPYTERHUB_API_URL: hub.apiUrl,
-    JUPYTERHUB_API_TOKEN: serviceToken,
-    JUPYTERHUB_OAUTH_CALLBACK_URL: hub.oauthRedirectUri,
-    GITLAB_URL: 'http://127.0.0.1:9',
-    NOTEBOOKS_LOGS_DIR: hub.logsDir,
-    LOG_LEVEL: 'silent',
-  })
   // A short cache, so a revoked token is noticed quickly.
-  const app = await buildApp(config, { hubAuth: { ttlMs: 300 } })
-  t.teardown(() => app.close())
+  const app = await build(
+    t,
+    {
+      JUPYTERHUB_API_URL: hub.apiUrl,
+      JUPYTERHUB_API_TOKEN: serviceToken,
+      JUPYTERHUB_OAUTH_CALLBACK_URL: hub.oauthRedirectUri,
+      NOTEBOOKS_LOGS_DIR: hub.logsDir,
+    },
+    { hubAuth: { ttlMs: 300 } },
+  )
   await app.listen({ host: '127.0.0.1', port })
   await hub.createUser('alice')
   const bob = await hub.createUser('bob')

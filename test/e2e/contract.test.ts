@@ -5,14 +5,14 @@
  * unexpected errors (a throwing handler, hook or serializer, malformed HTTP) still answer
  * the error body without internal text; and the request log writes one line per request.
  */
+
 import { connect } from 'node:net'
 import fc from 'fast-check'
 import t from 'tap'
-import { buildApp } from '../../app.js'
 import { startCountingProxy } from '../../dev/counting-proxy.js'
 import { startStack } from '../../dev/stack.js'
-import { loadConfig } from '../../lib/core/config.js'
 import { type ErrorCode, errorCodes } from '../../schemas/error-codes.js'
+import { build } from '../helper.js'
 
 const PREFIX = '/services/notebooks'
 /** Fixed, so a failure comes back on every run; fast-check prints it with the failing requests. */
@@ -550,16 +550,16 @@ function logCapture() {
 
 t.test('unexpected errors answer the error body, without internal text', async (t) => {
   const log = logCapture()
-  const app = await buildApp(
-    loadConfig({
+  const app = await build(
+    t,
+    {
       JUPYTERHUB_API_URL: 'http://127.0.0.1:9/hub/api',
       JUPYTERHUB_API_TOKEN: 'contract-test-token',
       GITLAB_URL: 'http://127.0.0.1:9',
       LOG_LEVEL: 'info',
-    }),
+    },
     { logStream: log.stream },
   )
-  t.teardown(() => app.close())
   const broken = (detail: string) => Object.assign(new Error(`internal detail: ${detail}`), { password: 'x' })
   app.get(`${PREFIX}/test/handler`, async () => {
     throw broken('a handler threw')
@@ -633,14 +633,10 @@ t.test('unexpected errors answer the error body, without internal text', async (
 })
 
 t.test('malformed HTTP is answered with the error body', async (t) => {
-  const app = await buildApp(
-    loadConfig({
-      JUPYTERHUB_API_URL: 'http://127.0.0.1:9/hub/api',
-      JUPYTERHUB_API_TOKEN: 'contract-test-token',
-      LOG_LEVEL: 'silent',
-    }),
-  )
-  t.teardown(() => app.close())
+  const app = await build(t, {
+    JUPYTERHUB_API_URL: 'http://127.0.0.1:9/hub/api',
+    JUPYTERHUB_API_TOKEN: 'contract-test-token',
+  })
   await app.listen({ host: '127.0.0.1', port: 0 })
   const { port } = app.server.address() as { port: number }
   const raw = (bytes: string) =>
@@ -684,16 +680,16 @@ t.test('the request log: one line per request, errors and slow ones above debug,
   const hub = await startCountingProxy(new URL(stack.hub.apiUrl).origin)
   t.teardown(() => hub.close())
   const log = logCapture()
-  const app = await buildApp(
-    loadConfig({
+  const app = await build(
+    t,
+    {
       JUPYTERHUB_API_URL: `${hub.url}/hub/api`,
       JUPYTERHUB_API_TOKEN: stack.serviceToken,
       GITLAB_URL: stack.gitlab.url,
       LOG_LEVEL: 'debug',
-    }),
+    },
     { logStream: log.stream },
   )
-  t.teardown(() => app.close())
   const developer = { authorization: `token ${users.developer.token}` }
   const cookie = 'notebooks-session=v1.c2VjcmV0LWNvb2tpZS12YWx1ZQ'
 

@@ -3,11 +3,11 @@
  * concurrent-spawn limit is reached, 400 "pending" on a stop during a start; and upstreams
  * that are down or slow.
  */
+
 import t from 'tap'
-import { buildApp } from '../../app.js'
 import { eventually, startStack } from '../../dev/stack.js'
-import { loadConfig } from '../../lib/core/config.js'
 import type { ServerObject } from '../../schemas/servers.js'
+import { build } from '../helper.js'
 
 // Every start answers 202 at once; one start at a time across the hub.
 const stack = await startStack({ hubEnv: { JHUB_SLOW_SPAWN_TIMEOUT: '0', JHUB_CONCURRENT_SPAWN_LIMIT: '1' } })
@@ -50,15 +50,11 @@ t.test('a slow start is 202, busy stops are 409, and the spawn limit is 429 with
 })
 
 t.test('two replicas launching the same server at once give one server', async (t) => {
-  const replica = await buildApp(
-    loadConfig({
-      JUPYTERHUB_API_URL: stack.hub.apiUrl,
-      JUPYTERHUB_API_TOKEN: stack.serviceToken,
-      GITLAB_URL: stack.gitlab.url,
-      LOG_LEVEL: 'silent',
-    }),
-  )
-  t.teardown(() => replica.close())
+  const replica = await build(t, {
+    JUPYTERHUB_API_URL: stack.hub.apiUrl,
+    JUPYTERHUB_API_TOKEN: stack.serviceToken,
+    GITLAB_URL: stack.gitlab.url,
+  })
   const body = { ...demo, commit_sha: world.commits.demo.feature, branch: 'feature' }
   const [viaStack, viaReplica] = await Promise.all([
     stack.as(users.developer)<ServerObject>('POST', 'servers', body),
@@ -109,8 +105,7 @@ t.test('upstreams that cannot be reached or do not answer in time', async (t) =>
   }
   const auth = { authorization: `token ${users.developer.token}` }
 
-  const hubDown = await buildApp(loadConfig({ ...env, JUPYTERHUB_API_URL: 'http://127.0.0.1:1/hub/api' }))
-  t.teardown(() => hubDown.close())
+  const hubDown = await build(t, { ...env, JUPYTERHUB_API_URL: 'http://127.0.0.1:1/hub/api' })
   const unreachable = await hubDown.inject({ url: '/services/notebooks/servers', headers: auth })
   t.equal(unreachable.statusCode, 503, 'a hub that cannot be reached to check a token: 503, not 401')
   t.same(unreachable.json(), {
@@ -121,8 +116,7 @@ t.test('upstreams that cannot be reached or do not answer in time', async (t) =>
   t.equal(notReady.statusCode, 503)
   t.same(notReady.json(), { ok: false, checks: { jupyterhub: false, gitlab: true } })
 
-  const slow = await buildApp(loadConfig({ ...env, NOTEBOOKS_UPSTREAM_TIMEOUT: '1' }))
-  t.teardown(() => slow.close())
+  const slow = await build(t, { ...env, NOTEBOOKS_UPSTREAM_TIMEOUT: '1' })
   stack.gitlab.faults.push({ server: 'gitlab', path: /^\/api\/v4\/projects\//, delayMs: 2500 })
   t.teardown(() => {
     stack.gitlab.faults.length = 0

@@ -3,13 +3,13 @@
  * counting proxy between the service and the hub: what reaches the hub, how fresh the answers
  * are after changes made here and at the hub directly, failed spawns, and the hub going away.
  */
+
 import type { AddressInfo } from 'node:net'
 import t from 'tap'
-import { buildApp } from '../../app.js'
 import { startCountingProxy } from '../../dev/counting-proxy.js'
 import { startStack } from '../../dev/stack.js'
-import { loadConfig } from '../../lib/core/config.js'
 import type { ServerObject } from '../../schemas/servers.js'
+import { build } from '../helper.js'
 import { readEvents } from '../support/sse.js'
 
 const stack = await startStack()
@@ -19,17 +19,13 @@ const proxy = await startCountingProxy(hub.apiUrl.replace(/\/hub\/api$/, ''))
 t.teardown(() => proxy.close())
 
 // The replica under test: the stack's configuration, but reaching the hub through the proxy.
-const app = await buildApp(
-  loadConfig({
-    JUPYTERHUB_API_URL: `${proxy.url}/hub/api`,
-    JUPYTERHUB_API_TOKEN: stack.serviceToken,
-    JUPYTERHUB_ORIGIN: hub.publicUrl,
-    GITLAB_URL: stack.gitlab.url,
-    NOTEBOOKS_LOGS_DIR: hub.logsDir,
-    LOG_LEVEL: 'silent',
-  }),
-)
-t.teardown(() => app.close())
+const app = await build(t, {
+  JUPYTERHUB_API_URL: `${proxy.url}/hub/api`,
+  JUPYTERHUB_API_TOKEN: stack.serviceToken,
+  JUPYTERHUB_ORIGIN: hub.publicUrl,
+  GITLAB_URL: stack.gitlab.url,
+  NOTEBOOKS_LOGS_DIR: hub.logsDir,
+})
 await app.listen({ host: '127.0.0.1', port: 0 })
 const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}/services/notebooks/`
 
@@ -163,15 +159,11 @@ t.test('a server whose spawn failed stays listed as failed, and goes when remove
   )
 
   // A replica started now, after the failure, finds it too (the user is not in the active list).
-  const restarted = await buildApp(
-    loadConfig({
-      JUPYTERHUB_API_URL: hub.apiUrl,
-      JUPYTERHUB_API_TOKEN: stack.serviceToken,
-      GITLAB_URL: stack.gitlab.url,
-      LOG_LEVEL: 'silent',
-    }),
-  )
-  t.teardown(() => restarted.close())
+  const restarted = await build(t, {
+    JUPYTERHUB_API_URL: hub.apiUrl,
+    JUPYTERHUB_API_TOKEN: stack.serviceToken,
+    GITLAB_URL: stack.gitlab.url,
+  })
   const onRestarted = async () => {
     const response = await restarted.inject({
       url: '/services/notebooks/servers',
@@ -241,16 +233,12 @@ t.test(
       'its progress stream says the same, in one last event',
     )
 
-    const other = await buildApp(
-      loadConfig({
-        JUPYTERHUB_API_URL: hub.apiUrl,
-        JUPYTERHUB_API_TOKEN: stack.serviceToken,
-        JUPYTERHUB_ORIGIN: hub.publicUrl,
-        GITLAB_URL: stack.gitlab.url,
-        LOG_LEVEL: 'silent',
-      }),
-    )
-    t.teardown(() => other.close())
+    const other = await build(t, {
+      JUPYTERHUB_API_URL: hub.apiUrl,
+      JUPYTERHUB_API_TOKEN: stack.serviceToken,
+      JUPYTERHUB_ORIGIN: hub.publicUrl,
+      GITLAB_URL: stack.gitlab.url,
+    })
     const onOther = async () => {
       const response = await other.inject({
         url: `/services/notebooks/servers/${name}`,

@@ -3,11 +3,11 @@
  * reports its steps: the whole sequence, resuming on another replica, failures, a running
  * server, access, keep-alives, and the load many watchers put on the hub.
  */
+
 import t, { type Test } from 'tap'
-import { buildApp } from '../../app.js'
 import { startCountingProxy } from '../../dev/counting-proxy.js'
 import { eventually, startStack } from '../../dev/stack.js'
-import { loadConfig } from '../../lib/core/config.js'
+import { build } from '../helper.js'
 import { readEvents, type SseEvent } from '../support/sse.js'
 
 // Starts answer 202 at once, so a test can watch them while they run.
@@ -20,17 +20,16 @@ const token = { authorization: `token ${users.developer.token}` }
 // A second replica of the service against the same hub, through a proxy that counts its calls.
 const hubProxy = await startCountingProxy(new URL(hub.apiUrl).origin)
 t.teardown(() => hubProxy.close())
-const replica = await buildApp(
-  loadConfig({
+const replica = await build(
+  t,
+  {
     JUPYTERHUB_API_URL: `${hubProxy.url}/hub/api`,
     JUPYTERHUB_API_TOKEN: stack.serviceToken,
     JUPYTERHUB_ORIGIN: hub.publicUrl,
     GITLAB_URL: gitlab.url,
-    LOG_LEVEL: 'silent',
-  }),
+  },
   { progress: { keepAliveMs: 200 } },
 )
-t.teardown(() => replica.close())
 await replica.listen({ host: '127.0.0.1', port: 0 })
 const replicaUrl = `http://127.0.0.1:${(replica.server.address() as { port: number }).port}${stack.config.servicePrefix}`
 

@@ -3,11 +3,11 @@
  * server object takes its status and resources from the server's pod, only ever the caller's,
  * and readiness checks Kubernetes.
  */
+
 import { writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import t from 'tap'
-import { buildApp } from '../../app.js'
 import {
   fixtureFor,
   type LaunchStage,
@@ -16,8 +16,8 @@ import {
 } from '../../dev/fixtures/kubernetes/index.js'
 import { eventually, startStack } from '../../dev/stack.js'
 import { startKubernetes } from '../../dev/stand-ins/kubernetes.js'
-import { loadConfig } from '../../lib/core/config.js'
 import type { ServerObject } from '../../schemas/servers.js'
+import { build } from '../helper.js'
 import { readEvents, type SseEvent } from '../support/sse.js'
 
 const kube = await startKubernetes({ namespace: 'renku' })
@@ -323,17 +323,13 @@ t.test('Kubernetes unreachable: logs are 503 naming it, the rest works from the 
       'current-context: x',
     ].join('\n'),
   )
-  const app = await buildApp(
-    loadConfig({
-      JUPYTERHUB_API_URL: stack.hub.apiUrl,
-      JUPYTERHUB_API_TOKEN: stack.serviceToken,
-      GITLAB_URL: stack.gitlab.url,
-      KUBECONFIG: kubeconfig,
-      NOTEBOOKS_UPSTREAM_TIMEOUT: '2',
-      LOG_LEVEL: 'silent',
-    }),
-  )
-  t.teardown(() => app.close())
+  const app = await build(t, {
+    JUPYTERHUB_API_URL: stack.hub.apiUrl,
+    JUPYTERHUB_API_TOKEN: stack.serviceToken,
+    GITLAB_URL: stack.gitlab.url,
+    KUBECONFIG: kubeconfig,
+    NOTEBOOKS_UPSTREAM_TIMEOUT: '2',
+  })
   const headers = { authorization: `token ${users.developer.token}` }
   const list = await app.inject({ url: '/services/notebooks/servers', headers })
   t.equal(list.statusCode, 200, 'servers are still listed')
