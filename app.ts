@@ -15,10 +15,10 @@ import { ApiError, type FieldErrors, UpstreamError } from './lib/core/errors.js'
 import configPlugin from './plugins/config.js'
 import gitlabPlugin from './plugins/gitlab.js'
 import hubAuthPlugin, { type HubAuthOptions } from './plugins/hub-auth.js'
+import hubLoginPlugin from './plugins/hub-login.js'
 import jupyterhubPlugin from './plugins/jupyterhub.js'
 import kubernetesPlugin from './plugins/kubernetes.js'
 import metricsPlugin from './plugins/metrics.js'
-import oauthPlugin from './plugins/oauth.js'
 import serversPlugin from './plugins/servers.js'
 import swaggerPlugin from './plugins/swagger.js'
 import authRoutes from './routes/auth.js'
@@ -297,7 +297,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   await app.register(jupyterhubPlugin)
   await app.register(gitlabPlugin)
   await app.register(kubernetesPlugin)
-  await app.register(oauthPlugin)
+  await app.register(hubLoginPlugin)
   await app.register(hubAuthPlugin, options.hubAuth ?? {})
   await app.register(serversPlugin)
 

@@ -126,5 +126,5 @@ export default fp<HubAuthOptions>(
       request.user = identity
     })
   },
-  { name: 'hub-auth', dependencies: ['jupyterhub', 'oauth'] },
+  { name: 'hub-auth', dependencies: ['jupyterhub', 'hub-login'] },
 )

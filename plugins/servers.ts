@@ -4,19 +4,21 @@ import { ServerDirectory } from '../lib/servers/directory.js'
 import { Launcher } from '../lib/servers/launcher.js'
 import { LocalLogSource } from '../lib/servers/local-logs.js'
 import type { LogSource } from '../lib/servers/pods.js'
+import { Stopper } from '../lib/servers/stopper.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    servers: ServerDirectory
+    serverDirectory: ServerDirectory
     /** This replica's copy of the hub's server state (counters in `stats`). */
     hubState: HubState
     launcher: Launcher
+    stopper: Stopper
     /** Where server logs come from; null when neither local log files nor Kubernetes are configured. */
     logSource: LogSource | null
   }
 }
 
-/** The users' servers: listing, launching and logs, composed from the upstream plugins. */
+/** The users' servers: listing, launching, stopping and logs, composed from the upstream plugins. */
 export default fp(
   async (fastify) => {
     const { config, jupyterhub, gitlab, kubernetes } = fastify
@@ -38,7 +40,7 @@ export default fp(
           'pod details unavailable; showing the hub data alone',
         ),
     })
-    fastify.decorate('servers', directory)
+    fastify.decorate('serverDirectory', directory)
     fastify.decorate(
       'launcher',
       new Launcher({
@@ -49,6 +51,7 @@ export default fp(
         observeUpstream: fastify.metrics.observeUpstream,
       }),
     )
+    fastify.decorate('stopper', new Stopper({ hub: jupyterhub, directory, pods: kubernetes }))
     const logSource: LogSource | null = config.logsDir ? new LocalLogSource(config.logsDir) : kubernetes
     fastify.decorate('logSource', logSource)
   },

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import fp from 'fastify-plugin'
+import { SESSION_COOKIE } from '../lib/auth/session.js'
 
 /** The package's version, from package.json: beside the sources, or one level above dist/. */
 export function packageVersion(): string {
@@ -58,7 +59,7 @@ export default fp(
             session: {
               type: 'apiKey',
               in: 'cookie',
-              name: 'notebooks-session',
+              name: SESSION_COOKIE,
               description: 'The session cookie set by `oauth_callback` after logging in through the hub.',
             },
           },

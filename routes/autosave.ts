@@ -3,8 +3,7 @@ import { Type } from '@sinclair/typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { ApiError } from '../lib/core/errors.js'
 import { autosavesOf, parseAutosaveName, userAutosavePrefix } from '../lib/gitlab/autosaves.js'
-import { accessLevel } from '../lib/gitlab/client.js'
-import { gitlabTokenOf } from '../lib/servers/launcher.js'
+import { gitlabTokenOf, requireChangeAccess } from '../lib/servers/project-access.js'
 import {
   type AutosaveList,
   AutosaveListSchema,
@@ -118,13 +117,7 @@ const autosaveRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     // Another user's branch is "not found" before GitLab is asked anything.
     if (!parseAutosaveName(name, user)) throw noSuchAutosave(name)
     const { token, project: found } = await project(user, ref)
-    if (accessLevel(found) < config.minAccessLevel) {
-      throw new ApiError(
-        403,
-        'ACCESS_DENIED',
-        `Deleting autosaves of ${found.path_with_namespace} needs at least Developer access in GitLab.`,
-      )
-    }
+    requireChangeAccess(found, config.minAccessLevel, 'Deleting autosaves of')
     if (!(await gitlab.deleteBranch(token, found, name))) throw noSuchAutosave(name)
     fastify.metrics.countAutosave('deleted')
   }

@@ -28,7 +28,7 @@ const logsRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     async (request) => {
       const username = request.user?.name as string
       const serverName = request.params.server_name
-      const server = await fastify.servers.require(username, serverName)
+      const server = await fastify.serverDirectory.require(username, serverName)
       if (!fastify.logSource) {
         throw new ApiError(
           503,

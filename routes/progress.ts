@@ -32,7 +32,7 @@ const progressRoutes: FastifyPluginAsyncTypebox<ProgressOptions> = async (fastif
   const keepAliveMs = options.keepAliveMs ?? 15_000
   const watches = new LaunchWatches({
     hub: fastify.jupyterhub,
-    servers: fastify.servers,
+    servers: fastify.serverDirectory,
     pods: fastify.kubernetes,
     podPollMs: options.podPollMs,
     log: fastify.log,
@@ -77,7 +77,7 @@ const progressRoutes: FastifyPluginAsyncTypebox<ProgressOptions> = async (fastif
     async (request, reply) => {
       const user = request.user?.name as string
       const name = request.params.server_name
-      const server = await fastify.servers.require(user, name)
+      const server = await fastify.serverDirectory.require(user, name)
       const startKey = startKeyOf(server.started)
       const lastEventId = request.headers['last-event-id']
       const after = resumeAfter(lastEventId, startKey) ?? -1

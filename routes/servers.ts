@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
-import type { FastifyBaseLogger } from 'fastify'
 import { couldBeServerName, matchesFilter, noSuchServer } from '../lib/servers/server-object.js'
+import type { StopResult } from '../lib/servers/stopper.js'
 import { authenticated, errors, userSecurity, withBody } from '../schemas/common.js'
 import {
   DeleteQuerySchema,
@@ -17,29 +17,6 @@ const ServerRef = Type.Ref(ServerSchema)
 /** Launch, list, inspect and stop the caller's notebook servers. */
 const serversRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.addHook('onRequest', fastify.authenticate)
-
-  /** Stops through the hub; with `force`, a server the hub cannot stop has its pod deleted. */
-  async function stop(
-    user: string,
-    name: string,
-    force: boolean,
-    log: FastifyBaseLogger,
-  ): Promise<'stopped' | 'accepted' | 'forced'> {
-    let outcome: Awaited<ReturnType<typeof fastify.jupyterhub.stopServer>>
-    try {
-      // The hub answers 404 for a server the caller does not have: no need to look it up first.
-      outcome = await fastify.jupyterhub.stopServer(user, name)
-    } catch (err) {
-      if (!force || !fastify.kubernetes) throw err
-      const podName = (await fastify.servers.get(user, name))?.state.pod_name
-      if (typeof podName !== 'string') throw err
-      log.warn({ user, server: name }, 'the hub could not stop the server; deleting its pod')
-      await fastify.kubernetes.deletePod(podName)
-      return 'forced'
-    }
-    if (outcome === 'missing') throw noSuchServer(name)
-    return outcome
-  }
 
   fastify.post(
     '/servers',
@@ -111,7 +88,7 @@ const serversRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       },
     },
     async (request) => {
-      const servers = await fastify.servers.list(request.user?.name as string)
+      const servers = await fastify.serverDirectory.list(request.user?.name as string)
       const matching = [...servers.values()].filter((server) => matchesFilter(server, request.query))
       return { servers: Object.fromEntries(matching.map((server) => [server.name, server])) }
     },
@@ -133,7 +110,7 @@ const serversRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       },
     },
     async (request) => {
-      return fastify.servers.require(request.user?.name as string, request.params.server_name)
+      return fastify.serverDirectory.require(request.user?.name as string, request.params.server_name)
     },
   )
 
@@ -161,9 +138,9 @@ const serversRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       const user = request.user?.name as string
       const name = request.params.server_name
       if (!couldBeServerName(name)) throw noSuchServer(name)
-      let outcome: 'stopped' | 'accepted' | 'forced'
+      let outcome: StopResult
       try {
-        outcome = await stop(user, name, request.query.force === true, request.log)
+        outcome = await fastify.stopper.stop(user, name, request.query.force === true, request.log)
       } catch (err) {
         fastify.metrics.countStopError(err)
         throw err

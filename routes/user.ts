@@ -27,7 +27,7 @@ const userRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     },
     async (request) => {
       const user = request.user as NonNullable<typeof request.user>
-      const servers = await fastify.servers.list(user.name)
+      const servers = await fastify.serverDirectory.list(user.name)
       return { name: user.name, admin: user.admin, servers: Object.fromEntries(servers) }
     },
   )

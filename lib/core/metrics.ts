@@ -22,7 +22,8 @@ export interface UpstreamCall {
 export type UpstreamObserver = (call: UpstreamCall) => void
 
 export type LaunchOutcome = 'created' | 'accepted' | 'existing' | 'refused' | 'failed'
-export type StopOutcome = 'stopped' | 'accepted' | 'forced' | 'refused' | 'failed'
+/** How a stop through the service ended, as counted. */
+export type CountedStop = 'stopped' | 'accepted' | 'forced' | 'refused' | 'failed'
 /** Where a read of a user's servers was answered from: the service's own copy, or a call to the hub. */
 export type HubReadSource = 'state' | 'hub'
 /** What the service sees of autosaves; pushes and failed saves happen at the hub or in the pod. */
@@ -154,7 +155,7 @@ export class ServiceMetrics {
     this.launches.inc({ outcome: refused ? 'refused' : 'failed', code })
   }
 
-  countStop(outcome: Exclude<StopOutcome, 'refused' | 'failed'>): void {
+  countStop(outcome: Exclude<CountedStop, 'refused' | 'failed'>): void {
     this.stops.inc({ outcome, code: '' })
   }
 

@@ -47,7 +47,7 @@ export interface HubIdentity {
 
 /** A second start of a server that is starting is answered 202, like the first ('accepted'). */
 export type StartOutcome = 'created' | 'accepted' | 'already-running'
-export type StopOutcome = 'stopped' | 'accepted' | 'missing'
+export type HubStopAnswer = 'stopped' | 'accepted' | 'missing'
 
 /**
  * Told about the service's own starts and stops, so a copy of the hub's state can show them
@@ -293,7 +293,7 @@ export class JupyterHubClient {
   }
 
   /** Stops a named server and removes it from the user's list. */
-  async stopServer(user: string, server: string): Promise<StopOutcome> {
+  async stopServer(user: string, server: string): Promise<HubStopAnswer> {
     const path = `/users/${seg(user)}/servers/${seg(server)}`
     let response: HttpResponse
     try {

@@ -32,10 +32,10 @@
  * Free of Fastify: the plugin starts nothing; the first read starts the poller, `stop()` ends it.
  */
 import { UpstreamError } from '../core/errors.js'
+import type { HubReadSource } from '../core/metrics.js'
 import type { HubServer, HubUser, HubWriteObserver, JupyterHubClient, LastStart } from './client.js'
 
 /** Where a read was answered from: the copy alone, or after waiting for a hub call. */
-export type ReadSource = 'state' | 'hub'
 
 /** A user's servers as the copy holds them (never auth_state). Treat as read-only. */
 export interface UserServers {
@@ -91,7 +91,7 @@ export interface HubStateOptions {
   lastStartConcurrency?: number
   log?: HubStateLogger
   /** Told of every read and where it was answered from (for metrics). */
-  onRead?: (source: ReadSource) => void
+  onRead?: (source: HubReadSource) => void
 }
 
 interface Entry {
@@ -194,7 +194,7 @@ export class HubState implements HubWriteObserver {
   /** The user's servers (the default server included, stopped ones too), or null for none. */
   async read(user: string): Promise<UserServers | null> {
     this.start()
-    let source: ReadSource = 'state'
+    let source: HubReadSource = 'state'
     if (!this.loaded) {
       source = 'hub'
       await this.waitForFirstList()

@@ -4,11 +4,12 @@ import type { Config } from '../core/config.js'
 import { ApiError, UpstreamError } from '../core/errors.js'
 import type { UpstreamObserver } from '../core/metrics.js'
 import { autosaveToRestore, launchAutosavePrefix } from '../gitlab/autosaves.js'
-import { accessLevel, type GitLabClient, type GitLabProject } from '../gitlab/client.js'
+import type { GitLabClient, GitLabProject } from '../gitlab/client.js'
 import { imageExists, parseImage } from '../gitlab/image-registry.js'
 import type { JupyterHubClient } from '../hub/client.js'
 import type { ServerDirectory } from './directory.js'
 import { resolveServerOptions } from './options.js'
+import { gitlabTokenOf, requireChangeAccess } from './project-access.js'
 import { serverName } from './server-object.js'
 
 export interface LaunchResult {
@@ -61,13 +62,7 @@ export class Launcher {
     scopeCheck.catch(() => {})
     const project = await gitlab.getProject(token, `${request.namespace}/${request.project}`)
     await scopeCheck
-    if (accessLevel(project) < config.minAccessLevel) {
-      throw new ApiError(
-        403,
-        'ACCESS_DENIED',
-        `Launching a server for ${project.path_with_namespace} needs at least Developer access in GitLab.`,
-      )
-    }
+    requireChangeAccess(project, config.minAccessLevel, 'Launching a server for')
     const branch = request.branch ?? project.default_branch ?? 'master'
     // Looked up beside the other checks, used only if a new server starts (the sha's first 7
     // characters are the resolved commit's, or the commit check fails).
@@ -177,19 +172,6 @@ export class Launcher {
     }
     return { image: config.defaultImage, defaultImageUsed: true }
   }
-}
-
-/** The user's GitLab token, from the hub's `auth_state`; 401 asking to log in again without one. */
-export async function gitlabTokenOf(hub: JupyterHubClient, user: string): Promise<string> {
-  const token = (await hub.getUser(user))?.auth_state?.access_token
-  if (typeof token !== 'string' || token === '') {
-    throw new ApiError(
-      401,
-      'GITLAB_TOKEN_MISSING',
-      'Your GitLab login is not known to JupyterHub; please log in again.',
-    )
-  }
-  return token
 }
 
 function registryHost(prefix: string | null | undefined): string | undefined {

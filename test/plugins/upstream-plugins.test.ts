@@ -19,9 +19,9 @@ import { accessLevel } from '../../lib/gitlab/client.js'
 import configPlugin from '../../plugins/config.js'
 import gitlabPlugin from '../../plugins/gitlab.js'
 import hubAuthPlugin, { type HubAuthOptions } from '../../plugins/hub-auth.js'
+import hubLoginPlugin from '../../plugins/hub-login.js'
 import jupyterhubPlugin from '../../plugins/jupyterhub.js'
 import metricsPlugin from '../../plugins/metrics.js'
-import oauthPlugin from '../../plugins/oauth.js'
 
 const dir = await mkdtemp(path.join(tmpdir(), 'renku-world-'))
 t.teardown(() => rm(dir, { recursive: true, force: true }))
@@ -48,7 +48,7 @@ async function bareApp(auth: HubAuthOptions = {}) {
   await app.register(metricsPlugin)
   await app.register(jupyterhubPlugin)
   await app.register(gitlabPlugin)
-  await app.register(oauthPlugin)
+  await app.register(hubLoginPlugin)
   await app.register(hubAuthPlugin, auth)
   app.get('/whoami', { onRequest: app.authenticate }, async (request) => request.user)
   await app.ready()

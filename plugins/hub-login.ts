@@ -174,5 +174,5 @@ export default fp(
     }
     fastify.decorate('hubLogin', login)
   },
-  { name: 'oauth', dependencies: ['config', 'metrics'] },
+  { name: 'hub-login', dependencies: ['config', 'metrics'] },
 )
