@@ -57,6 +57,10 @@ export async function gitRoute(
     GIT_HTTP_EXPORT_ALL: '1',
     GIT_CONFIG_NOSYSTEM: '1',
     GIT_CONFIG_GLOBAL: '/dev/null',
+    // GitLab's pre-receive checks, without touching the fixture repositories' own hooks.
+    GIT_CONFIG_COUNT: '1',
+    GIT_CONFIG_KEY_0: 'core.hooksPath',
+    GIT_CONFIG_VALUE_0: ctx.hooksDir,
     PATH_INFO: `/${pathWithNamespace(project)}.git${rest}`,
     QUERY_STRING: query,
     REQUEST_METHOD: req.method ?? 'GET',

@@ -7,16 +7,21 @@
  * Shapes and error bodies follow GitLab's docs and source; see
  * the GitLab section of the project's API notes.
  */
+import { mkdtemp, rm } from 'node:fs/promises'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
 import { actorFor, tokenFromRequest } from './auth.js'
 import { gitRoute } from './git-http.js'
 import { HttpError, routeMiss, segmentsOf, send } from './http.js'
+import { lfsRoute, writeHooks } from './lfs.js'
 import { issueToken, oauthRoute } from './oauth.js'
 import { registryAuth, registryRoute } from './registry.js'
 import { apiRoute } from './rest.js'
 import type { GitLabFault, GitLabStandIn, GitLabWorld, RecordedRequest, StandInContext } from './world.js'
 
+export { LFS_MISSING_MESSAGE, lfsObjectPath, lfsPointer, readLfsObject, storeLfsObject } from './lfs.js'
 export {
   Access,
   type AccessLevel,
@@ -36,7 +41,9 @@ export {
 export async function startGitLab(world: GitLabWorld): Promise<GitLabStandIn> {
   const requests: RecordedRequest[] = []
   const faults: GitLabFault[] = []
-  const ctx: StandInContext = { world, base: '', registryHost: '', registryTokens: new Map() }
+  const hooksDir = await mkdtemp(path.join(tmpdir(), 'gitlab-hooks-'))
+  await writeHooks(hooksDir)
+  const ctx: StandInContext = { world, base: '', registryHost: '', registryTokens: new Map(), hooksDir }
 
   async function applyFaults(
     server: 'gitlab' | 'registry',
@@ -86,6 +93,8 @@ export async function startGitLab(world: GitLabWorld): Promise<GitLabStandIn> {
       if (rawPath === '/oauth/token' || rawPath === '/oauth/token/info') {
         return await oauthRoute(world, req, res, rawPath, query)
       }
+      if (/^\/.+?\.git\/(?:info\/lfs|gitlab-lfs)\//.test(rawPath))
+        return await lfsRoute(ctx, req, res, rawPath)
       if (/^\/.+\.git\//.test(rawPath)) return await gitRoute(ctx, req, res, rawPath, query)
       throw routeMiss()
     } catch (err) {
@@ -128,6 +137,7 @@ export async function startGitLab(world: GitLabWorld): Promise<GitLabStandIn> {
     },
     async close() {
       await Promise.all([closeServer(api), closeServer(registry)])
+      await rm(hooksDir, { recursive: true, force: true })
     },
   }
 }

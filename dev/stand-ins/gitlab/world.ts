@@ -182,4 +182,6 @@ export interface StandInContext {
   registryHost: string
   /** Registry bearer tokens issued by /jwt/auth: token -> repositories it may pull. */
   registryTokens: Map<string, Set<string>>
+  /** The hooks receive-pack runs (GitLab's LFS integrity check). */
+  hooksDir: string
 }
