@@ -13,7 +13,7 @@ import { chmod, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/pro
 import type http from 'node:http'
 import path from 'node:path'
 import { pipeline } from 'node:stream/promises'
-import { checkToken, tokenFromRequest } from './auth.js'
+import { basicCredentials, checkToken, tokenFromRequest } from './auth.js'
 import {
   Access,
   accessLevel,
@@ -133,13 +133,7 @@ const notFoundBody = { message: 'Not found.' }
 
 /** The credentials GitLab accepts for LFS: Basic (any user name, the token as password) or Bearer. */
 function lfsToken(req: http.IncomingMessage): string | undefined {
-  const auth = req.headers.authorization
-  if (auth && /^basic\s+/i.test(auth)) {
-    const decoded = Buffer.from(auth.replace(/^basic\s+/i, ''), 'base64').toString('utf8')
-    const colon = decoded.indexOf(':')
-    return colon < 0 ? undefined : decoded.slice(colon + 1)
-  }
-  return tokenFromRequest(req, new URLSearchParams())
+  return basicCredentials(req)?.password ?? tokenFromRequest(req, new URLSearchParams())
 }
 
 /**
@@ -306,11 +300,22 @@ export async function lfsRoute(
     const partial = `${file}.${randomBytes(6).toString('hex')}.part`
     const hash = createHash('sha256')
     let received = 0
-    req.on('data', (chunk: Buffer) => {
-      hash.update(chunk)
-      received += chunk.length
-    })
-    await pipeline(req, createWriteStream(partial))
+    try {
+      await pipeline(
+        req,
+        async function* (chunks: AsyncIterable<Buffer>) {
+          for await (const chunk of chunks) {
+            hash.update(chunk)
+            received += chunk.length
+            yield chunk
+          }
+        },
+        createWriteStream(partial),
+      )
+    } catch (err) {
+      await rm(partial, { force: true })
+      throw err
+    }
     // GitLab stores the object only when its sha256 and size are the ones in the path.
     if (received !== Number(size) || hash.digest('hex') !== oid) {
       await rm(partial, { force: true })
