@@ -144,6 +144,12 @@ t.test(
       (r) => r.path === '/demo-group/demo-project.git/info/lfs/objects/batch',
     )
     t.ok(batchCalls.length > 0, 'git-lfs went through the batch API')
+    t.ok(
+      gitlab.requests.some(
+        (r) => r.path === '/demo-group/demo-project.git/info/lfs/locks/verify' && r.status === 200,
+      ),
+      'and verified locks before pushing',
+    )
 
     const clone = await mkdtemp(path.join(tmpdir(), 'gitlab-lfs-clone-'))
     t.teardown(() => rm(clone, { recursive: true, force: true }))
