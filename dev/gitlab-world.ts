@@ -15,7 +15,7 @@ import {
   type GitLabProject,
   type GitLabUser,
   type GitLabWorld,
-} from './stand-ins/gitlab.js'
+} from './stand-ins/gitlab/index.js'
 
 const execFileAsync = promisify(execFile)
 

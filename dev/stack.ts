@@ -13,7 +13,7 @@ import { type Config, loadConfig } from '../lib/core/config.js'
 import { createWorld, type FixtureUserName, type World } from './gitlab-world.js'
 import { type Hub, type HubUser, startHub } from './hub.js'
 import { freePort } from './ports.js'
-import { type GitLabStandIn, startGitLab } from './stand-ins/gitlab.js'
+import { type GitLabStandIn, startGitLab } from './stand-ins/gitlab/index.js'
 
 export interface StackOptions {
   /** Extra environment for the hub (`JHUB_NAMED_SERVER_LIMIT`, `JHUB_SLOW_SPAWN_TIMEOUT`…). */

@@ -10,7 +10,7 @@ import path from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
 import { createWorld } from '../../dev/gitlab-world.js'
-import { startGitLab } from '../../dev/stand-ins/gitlab.js'
+import { startGitLab } from '../../dev/stand-ins/gitlab/index.js'
 
 const execFileAsync = promisify(execFile)
 const FILES = path.resolve(import.meta.dirname, '..', '..', 'chart', 'files')

@@ -7,7 +7,7 @@ import { promisify } from 'node:util'
 import t from 'tap'
 import { createWorld } from '../../dev/gitlab-world.js'
 import { startHub } from '../../dev/hub.js'
-import { startGitLab } from '../../dev/stand-ins/gitlab.js'
+import { startGitLab } from '../../dev/stand-ins/gitlab/index.js'
 
 const execFileAsync = promisify(execFile)
 const CLONE_SCRIPT = path.resolve(import.meta.dirname, '..', '..', 'chart', 'files', 'clone-repo.sh')

@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
-import type { GitLabProject } from '../../dev/stand-ins/gitlab.js'
+import type { GitLabProject } from '../../dev/stand-ins/gitlab/index.js'
 
 const execFileAsync = promisify(execFile)
 
