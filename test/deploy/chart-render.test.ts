@@ -78,10 +78,13 @@ const pinned = parse(readFileSync(join(chartSource, 'Chart.yaml'), 'utf8')) as {
   dependencies: { name: string; version: string }[]
 }
 const z2jh = pinned.dependencies.find((d) => d.name === 'jupyterhub')
-// Written by other parts of the project; a copy without them still renders (with a placeholder).
-const hubFileNames = ['spawner_config.py', 'gitlab_token.py', 'clone-repo.sh', 'autosave.sh']
+// Every file of chart/files goes to the hub (the spawner config, its modules, the scripts).
+const hubFileNames = readdirSync(join(chartSource, 'files'), { withFileTypes: true })
+  .filter((entry) => entry.isFile())
+  .map((entry) => entry.name)
+  .sort()
 
-/** A copy of the chart with the z2jh stand-in in charts/ and placeholders for missing hub files. */
+/** A copy of the chart with the z2jh stand-in in charts/. */
 function chartCopy(parent: string, name: string): string {
   const dir = join(parent, name)
   cpSync(chartSource, dir, { recursive: true })
@@ -96,10 +99,6 @@ function chartCopy(parent: string, name: string): string {
     join(sub, 'templates', '_helpers.tpl'),
     '{{- define "jupyterhub.hub.fullname" -}}\n{{- with .Values.jupyterhub }}{{ with .fullnameOverride }}{{ . }}-{{ end }}{{ end }}hub\n{{- end }}\n',
   )
-  for (const file of hubFileNames) {
-    const path = join(dir, 'files', file)
-    if (!existsSync(path)) writeFileSync(path, `# placeholder for chart/files/${file}\n`)
-  }
   return dir
 }
 
@@ -383,7 +382,7 @@ t.test('the service exposes metrics on their own port, never behind the proxy', 
   )
 })
 
-t.test('the hub-files ConfigMap carries the spawner config, its module and both scripts', async (t) => {
+t.test('the hub-files ConfigMap carries the spawner config, its modules and both scripts', async (t) => {
   const manifests = await template([])
   const configMap = find(manifests, 'ConfigMap', 'renku-notebooks-hub-files') as
     | (Manifest & { data: Record<string, string> })
@@ -420,18 +419,26 @@ t.test('the hub-files ConfigMap carries the spawner config, its module and both 
     'import types, test_spawner_config',
     'sys.modules["kubespawner"] = types.ModuleType("kubespawner")',
     'sys.modules["kubespawner"].KubeSpawner = test_spawner_config.KubeSpawner',
+    // The stand-in imported the repository's copies of the modules: the hub must load the mounted ones.
+    'for name in [n for n in sys.modules if n.startswith("renku_")]: del sys.modules[name]',
+    `sys.path.remove(${JSON.stringify(join(chartSource, 'files'))})`,
     `exec(${JSON.stringify(relocate(Object.values(hub.extraConfig).join('\n')))})`,
-    'import gitlab_token',
-    'print(json.dumps({"hook": callable(c.KubeSpawner.pre_spawn_hook), "module": gitlab_token.__file__}))',
+    'import gitlab_token, renku_options',
+    'print(json.dumps({"hook": callable(c.KubeSpawner.pre_spawn_hook), "module": gitlab_token.__file__, "options": renku_options.__file__}))',
   ].join('\n')
   const hubEnv = Object.fromEntries(Object.entries(hub.extraEnv).map(([k, v]) => [k, relocate(v)]))
   const { stdout } = await run('/usr/bin/python3', ['-c', script], {
     env: { PATH: process.env.PATH, ...hubEnv },
     cwd: work,
   })
-  const loaded = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as { hook: boolean; module: string }
+  const loaded = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as {
+    hook: boolean
+    module: string
+    options: string
+  }
   t.equal(loaded.hook, true, 'extraConfig installs the pre-spawn hook from the mounted spawner_config.py')
   t.equal(loaded.module, join(mounted, 'gitlab_token.py'), 'gitlab_token imports from beside it')
+  t.equal(loaded.options, join(mounted, 'renku_options.py'), 'so do the renku_* modules')
 })
 
 t.test('the hub may manage the per-server token Secrets', async (t) => {

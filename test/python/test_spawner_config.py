@@ -1,4 +1,4 @@
-"""Tests of chart/files/spawner_config.py against a stand-in KubeSpawner (no hub, no cluster).
+"""Tests of chart/files/spawner_config.py and its modules against a stand-in KubeSpawner (no hub, no cluster).
 
 The stand-in is built on JupyterHub's own ``Spawner`` with KubeSpawner 7.0.0's traits
 (types and defaults as KubeSpawner declares them: ``uid``/``gid`` integer or callable,
@@ -39,15 +39,27 @@ from traitlets import Dict, Integer, List, Unicode, Union
 from traitlets.config import Config
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG_FILE = ROOT / "chart" / "files" / "spawner_config.py"
+CHART_FILES = ROOT / "chart" / "files"
+CONFIG_FILE = CHART_FILES / "spawner_config.py"
 SERVER_OPTIONS_FILE = ROOT / "config" / "server-options.json"
+# As the hub's extraConfig does: the modules beside spawner_config.py are importable.
+if str(CHART_FILES) not in sys.path:
+    sys.path.insert(0, str(CHART_FILES))
+
+import renku_autosave  # noqa: E402
+import renku_clone  # noqa: E402
+import renku_containers  # noqa: E402
+import renku_hooks  # noqa: E402
+import renku_options  # noqa: E402
+import renku_pod  # noqa: E402
+import renku_secret  # noqa: E402
+import renku_settings  # noqa: E402
 
 
 def load_module() -> types.ModuleType:
     spec = importlib.util.spec_from_file_location("renku_spawner_config", CONFIG_FILE)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -264,7 +276,7 @@ class KubeSpawner(Spawner):
 
     async def get_pod_manifest(self) -> dict[str, Any]:
         async def resolve(v: Any) -> Any:
-            return await sc._maybe_await(v(self)) if callable(v) else v
+            return await renku_secret.maybe_await(v(self)) if callable(v) else v
 
         uid, gid, fs_gid = await resolve(self.uid), await resolve(self.gid), await resolve(self.fs_gid)
         env = self.get_env()
@@ -412,7 +424,7 @@ def z2jh_config() -> Config:
     return c
 
 
-SETTINGS = sc.Settings(server_options=copy.deepcopy(sc.DEFAULT_SERVER_OPTIONS), secret_propagation_seconds=0)
+SETTINGS = renku_settings.Settings(server_options=copy.deepcopy(renku_options.DEFAULT_SERVER_OPTIONS), secret_propagation_seconds=0)
 
 
 class Hub:
@@ -430,7 +442,7 @@ class Hub:
         self.gitlab = gitlab or FakeGitLab()
         self.api = CoreV1Api()
         self.jupyterhub_53 = jupyterhub_53
-        sc.configure(
+        renku_hooks.configure(
             self.c,
             settings,
             spawner_base=KubeSpawner,
@@ -457,8 +469,8 @@ class Hub:
         """What User.spawn does: apply_user_options (5.3+), pre_spawn_hook, start."""
         spawner.user_options = options
         if self.jupyterhub_53:
-            await sc._maybe_await(spawner.apply_user_options(spawner, options))
-        await sc._maybe_await(spawner.run_pre_spawn_hook())
+            await renku_secret.maybe_await(spawner.apply_user_options(spawner, options))
+        await renku_secret.maybe_await(spawner.run_pre_spawn_hook())
         await spawner.start()
         return spawner
 
@@ -503,8 +515,8 @@ def container(pod: dict[str, Any], name: str) -> dict[str, Any]:
     return next(c for c in spec["containers"] + spec["initContainers"] if c["name"] == name)
 
 
-def ours(spawner: Any, name: str = sc.INIT_CONTAINER) -> dict[str, Any]:
-    items = spawner.init_containers if name == sc.INIT_CONTAINER else spawner.extra_containers
+def ours(spawner: Any, name: str = renku_clone.INIT_CONTAINER) -> dict[str, Any]:
+    items = spawner.init_containers if name == renku_clone.INIT_CONTAINER else spawner.extra_containers
     items = list(items.values()) if isinstance(items, dict) else items
     return next(i for i in items if isinstance(i, dict) and i["name"] == name)
 
@@ -513,7 +525,7 @@ class DefaultsTest(unittest.TestCase):
     def test_bundled_options_match_the_built_in_defaults(self) -> None:
         # The hub falls back to the built-in table; it must equal the service's bundled file.
         with open(SERVER_OPTIONS_FILE, encoding="utf-8") as f:
-            self.assertEqual(json.load(f), sc.DEFAULT_SERVER_OPTIONS)
+            self.assertEqual(json.load(f), renku_options.DEFAULT_SERVER_OPTIONS)
 
     def test_missing_server_options_take_defaults(self) -> None:
         s = spawn(user_options(server_options=...))
@@ -523,8 +535,8 @@ class DefaultsTest(unittest.TestCase):
         self.assertEqual(s.mem_limit, 1_000_000_000)
         self.assertNotIn("nvidia.com/gpu", s.extra_resource_limits)
         self.assertEqual(s.default_url, "/lab")
-        work = next(v for v in s.volumes if v["name"] == sc.WORK_VOLUME)
-        self.assertEqual(work, {"name": sc.WORK_VOLUME, "emptyDir": {"sizeLimit": "1G"}})
+        work = next(v for v in s.volumes if v["name"] == renku_containers.WORK_VOLUME)
+        self.assertEqual(work, {"name": renku_containers.WORK_VOLUME, "emptyDir": {"sizeLimit": "1G"}})
         self.assertEqual(env_of(ours(s))["GIT_LFS_AUTO_FETCH"], "false")
 
     def test_partial_server_options_fill_the_rest(self) -> None:
@@ -537,7 +549,7 @@ class DefaultsTest(unittest.TestCase):
             path = os.path.join(tmp, "options.json")
             with open(path, "w", encoding="utf-8") as f:
                 json.dump({"cpu_request": {"displayName": "CPUs", "type": "float", "default": 1}}, f)
-            settings = sc.Settings.from_env(
+            settings = renku_settings.Settings.from_env(
                 {
                     "RENKU_NOTEBOOKS_SERVER_OPTIONS_PATH": path,
                     "RENKU_NOTEBOOKS_WORK_DIR": "/home/jovyan/work/",
@@ -554,8 +566,8 @@ class DefaultsTest(unittest.TestCase):
             self.assertEqual(settings.hub_files_dir, tmp)
             self.assertEqual((settings.autosave_timeout, settings.termination_grace_seconds), (100, 115))
             self.assertEqual((settings.token_sync_seconds, settings.secret_propagation_seconds), (600, 0))
-            missing = sc.Settings.from_env({"RENKU_NOTEBOOKS_SERVER_OPTIONS_PATH": os.path.join(tmp, "nope.json")})
-            self.assertEqual(missing.server_options, sc.DEFAULT_SERVER_OPTIONS)
+            missing = renku_settings.Settings.from_env({"RENKU_NOTEBOOKS_SERVER_OPTIONS_PATH": os.path.join(tmp, "nope.json")})
+            self.assertEqual(missing.server_options, renku_options.DEFAULT_SERVER_OPTIONS)
             self.assertEqual((missing.autosave_timeout, missing.termination_grace_seconds), (45, 60))
             for name, bad in (
                 ("RENKU_NOTEBOOKS_AUTOSAVE_TIMEOUT", "0"),
@@ -563,31 +575,31 @@ class DefaultsTest(unittest.TestCase):
                 ("RENKU_NOTEBOOKS_SECRET_PROPAGATION_SECONDS", "nan"),
             ):
                 with self.subTest(name=name), self.assertRaises(ValueError) as caught:
-                    sc.Settings.from_env({"RENKU_NOTEBOOKS_SERVER_OPTIONS_PATH": path, name: bad})
+                    renku_settings.Settings.from_env({"RENKU_NOTEBOOKS_SERVER_OPTIONS_PATH": path, name: bad})
                 self.assertIn(name, str(caught.exception))
             with open(path, "w", encoding="utf-8") as f:
                 f.write("[1, 2]")
             with self.assertRaises(ValueError):
-                sc.Settings.from_env({"RENKU_NOTEBOOKS_SERVER_OPTIONS_PATH": path})
+                renku_settings.Settings.from_env({"RENKU_NOTEBOOKS_SERVER_OPTIONS_PATH": path})
 
         s = spawn(user_options(server_options={"cpu_request": 2.5}), settings=settings)
         self.assertEqual(s.cpu_guarantee, 2.5)
         self.assertEqual(s.working_dir, "/home/jovyan/work/my-project")
         self.assertEqual(ours(s)["image"], "alpine/git:2.47.2")
-        self.assertEqual(ours(s, sc.SIDECAR)["image"], "alpine/git:2.47.2")
-        self.assertEqual(env_of(ours(s, sc.SIDECAR))["AUTOSAVE_TIMEOUT"], "100")
+        self.assertEqual(ours(s, renku_autosave.SIDECAR)["image"], "alpine/git:2.47.2")
+        self.assertEqual(env_of(ours(s, renku_autosave.SIDECAR))["AUTOSAVE_TIMEOUT"], "100")
         self.assertEqual(s.delete_grace_period, 115)
-        script = next(v for v in s.volumes if v["name"] == sc.SCRIPT_VOLUME)
+        script = next(v for v in s.volumes if v["name"] == renku_containers.SCRIPT_VOLUME)
         self.assertEqual(script["configMap"]["name"], "other-files")
 
 
 class ServerOptionsTest(unittest.TestCase):
     def test_each_option_reaches_the_pod(self) -> None:
-        options = copy.deepcopy(sc.DEFAULT_SERVER_OPTIONS)
+        options = copy.deepcopy(renku_options.DEFAULT_SERVER_OPTIONS)
         options["defaultUrl"]["options"] = ["/lab", "/tree"]
         options["disk_request"]["options"] = ["1G", "10Gi"]
         options["gpu_request"]["options"] = [0, 1, 2]
-        settings = sc.Settings(server_options=options)
+        settings = renku_settings.Settings(server_options=options)
         s = spawn(
             user_options(
                 server_options={
@@ -604,42 +616,42 @@ class ServerOptionsTest(unittest.TestCase):
         self.assertEqual((s.cpu_guarantee, s.cpu_limit), (1.0, 1.0))
         self.assertEqual((s.mem_guarantee, s.mem_limit), (2_000_000_000, 2_000_000_000))
         self.assertEqual(s.extra_resource_limits, {"nvidia.com/gpu": "2"})
-        work = next(v for v in s.volumes if v["name"] == sc.WORK_VOLUME)
+        work = next(v for v in s.volumes if v["name"] == renku_containers.WORK_VOLUME)
         self.assertEqual(work["emptyDir"], {"sizeLimit": "10Gi"})
         self.assertEqual(s.default_url, "/tree")
         self.assertEqual(env_of(ours(s))["GIT_LFS_AUTO_FETCH"], "true")
         self.assertEqual(pod_of(s)["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"], "2")
 
     def test_gi_is_binary_and_g_decimal(self) -> None:
-        self.assertEqual(sc.parse_bytes("1G"), 10**9)
-        self.assertEqual(sc.parse_bytes("1Gi"), 2**30)
-        self.assertEqual(sc.parse_bytes("512Mi"), 512 * 2**20)
-        self.assertEqual(sc.parse_cpu("500m"), 0.5)
+        self.assertEqual(renku_options.parse_bytes("1G"), 10**9)
+        self.assertEqual(renku_options.parse_bytes("1Gi"), 2**30)
+        self.assertEqual(renku_options.parse_bytes("512Mi"), 512 * 2**20)
+        self.assertEqual(renku_options.parse_cpu("500m"), 0.5)
         for bad in ("1 GB", "-1G", True, "lots"):
             with self.assertRaises(ValueError):
-                sc.parse_bytes(bad)
+                renku_options.parse_bytes(bad)
 
     def test_allow_any_value_within_range(self) -> None:
-        options = copy.deepcopy(sc.DEFAULT_SERVER_OPTIONS)
+        options = copy.deepcopy(renku_options.DEFAULT_SERVER_OPTIONS)
         options["mem_request"].update(allow_any_value=True, value_range={"type": "bytes", "min": "1G", "max": "8Gi"})
         options["cpu_request"] = {"displayName": "CPUs", "type": "float", "default": 0.5,
                                   "value_range": {"type": "number", "min": 0.1, "max": 4}}
-        settings = sc.Settings(server_options=options)
+        settings = renku_settings.Settings(server_options=options)
         s = spawn(user_options(server_options={"mem_request": "3Gi", "cpu_request": 3}), settings=settings)
         self.assertEqual(s.mem_guarantee, 3 * 2**30)
         self.assertEqual(s.cpu_guarantee, 3.0)
         for bad in ({"mem_request": "9Gi"}, {"mem_request": 5}, {"cpu_request": 5}, {"cpu_request": "1"}):
-            with self.subTest(bad=bad), self.assertRaises(sc.SpawnRefused) as caught:
+            with self.subTest(bad=bad), self.assertRaises(renku_options.SpawnRefused) as caught:
                 spawn(user_options(server_options=bad), settings=settings)
             self.assertIn(repr(next(iter(bad))), str(caught.exception))
 
     def test_number_without_options_or_range_is_any_non_negative(self) -> None:
         options = {"gpu_request": {"displayName": "GPUs", "type": "int", "default": 0}}
-        settings = sc.Settings(server_options=options)
+        settings = renku_settings.Settings(server_options=options)
         s = spawn(user_options(server_options={"gpu_request": 3}), settings=settings)
         self.assertEqual(s.extra_resource_limits, {"nvidia.com/gpu": "3"})
         for bad in (-1, 1.5, True):
-            with self.subTest(bad=bad), self.assertRaises(sc.SpawnRefused):
+            with self.subTest(bad=bad), self.assertRaises(renku_options.SpawnRefused):
                 spawn(user_options(server_options={"gpu_request": bad}), settings=settings)
 
     def test_respawn_does_not_accumulate(self) -> None:
@@ -649,15 +661,15 @@ class ServerOptionsTest(unittest.TestCase):
         run(s.stop())
         run(hub.spawn(s, user_options(commit_sha="f" * 40)))
         self.assertEqual(
-            [v["name"] for v in s.volumes], ["shared", sc.WORK_VOLUME, sc.SCRIPT_VOLUME, sc.TOKEN_VOLUME]
+            [v["name"] for v in s.volumes], ["shared", renku_containers.WORK_VOLUME, renku_containers.SCRIPT_VOLUME, renku_containers.TOKEN_VOLUME]
         )
         # z2jh's V1Container stays as it is, once.
         self.assertEqual(s.init_containers[0], BLOCK_METADATA)
-        self.assertEqual([sc._name_of(c) for c in s.init_containers], ["block-cloud-metadata", sc.INIT_CONTAINER])
-        self.assertEqual([c["name"] for c in s.extra_containers], [sc.SIDECAR])
+        self.assertEqual([renku_containers.name_of(c) for c in s.init_containers], ["block-cloud-metadata", renku_clone.INIT_CONTAINER])
+        self.assertEqual([c["name"] for c in s.extra_containers], [renku_autosave.SIDECAR])
         self.assertEqual(s.mem_guarantee, 1_000_000_000)
         self.assertEqual(env_of(ours(s))["GIT_COMMIT_SHA"], "f" * 40)
-        self.assertEqual(env_of(ours(s, sc.SIDECAR))["GIT_COMMIT_SHA"], "f" * 40)
+        self.assertEqual(env_of(ours(s, renku_autosave.SIDECAR))["GIT_COMMIT_SHA"], "f" * 40)
         init = pod_of(s)["spec"]["initContainers"]
         self.assertEqual(init[0], serialize(BLOCK_METADATA))
 
@@ -666,15 +678,15 @@ class ServerOptionsTest(unittest.TestCase):
         c.KubeSpawner.volumes = {"shared": {"name": "shared", "emptyDir": {}}}
         c.KubeSpawner.extra_containers = {"01-proxy": {"name": "proxy", "image": "envoy"}}
         s = spawn(user_options(), hub=Hub(c=c))
-        self.assertEqual(sorted(s.volumes), [sc.SCRIPT_VOLUME, sc.TOKEN_VOLUME, sc.WORK_VOLUME, "shared"])
-        self.assertEqual(sorted(s.extra_containers), ["01-proxy", sc.SIDECAR])
+        self.assertEqual(sorted(s.volumes), [renku_containers.SCRIPT_VOLUME, renku_containers.TOKEN_VOLUME, renku_containers.WORK_VOLUME, "shared"])
+        self.assertEqual(sorted(s.extra_containers), ["01-proxy", renku_autosave.SIDECAR])
         names = [c["name"] for c in pod_of(s)["spec"]["containers"]]
-        self.assertEqual(names, ["notebook", "proxy", sc.SIDECAR])
+        self.assertEqual(names, ["notebook", "proxy", renku_autosave.SIDECAR])
 
 
 class RefusalTest(unittest.TestCase):
     def refused(self, options: Any, *words: str) -> str:
-        with self.assertRaises(sc.SpawnRefused) as caught:
+        with self.assertRaises(renku_options.SpawnRefused) as caught:
             spawn(options)
         message = str(caught.exception)
         for word in words:
@@ -731,11 +743,11 @@ class RefusalTest(unittest.TestCase):
                 self.refused(user_options(autosave=other), "'autosave'", "your autosave")
 
     def test_unusable_configured_value_is_refused(self) -> None:
-        options = copy.deepcopy(sc.DEFAULT_SERVER_OPTIONS)
+        options = copy.deepcopy(renku_options.DEFAULT_SERVER_OPTIONS)
         options["cpu_request"]["options"] = ["lots"]
         options["cpu_request"]["default"] = "lots"
-        with self.assertRaises(sc.SpawnRefused) as caught:
-            spawn(user_options(), settings=sc.Settings(server_options=options))
+        with self.assertRaises(renku_options.SpawnRefused) as caught:
+            spawn(user_options(), settings=renku_settings.Settings(server_options=options))
         self.assertIn("'lots'", str(caught.exception))
 
     def test_empty_options_are_refused(self) -> None:
@@ -744,7 +756,7 @@ class RefusalTest(unittest.TestCase):
     def test_missing_token_is_refused(self) -> None:
         for state in ({}, {"access_token": ""}):
             hub = Hub()
-            with self.subTest(state=state), self.assertRaises(sc.SpawnRefused) as caught:
+            with self.subTest(state=state), self.assertRaises(renku_options.SpawnRefused) as caught:
                 run(hub.spawn(hub.spawner(auth_state=state), user_options()))
             self.assertIn("log in again", str(caught.exception))
             self.assertEqual(hub.api.ops(), [])
@@ -752,11 +764,11 @@ class RefusalTest(unittest.TestCase):
     def test_a_spawner_class_without_the_secret_is_refused(self) -> None:
         # An operator whose own config replaced spawner_class after this file.
         c = z2jh_config()
-        sc.configure(c, SETTINGS, spawner_base=KubeSpawner, fresh_gitlab_token=None, apply_user_options=False)
+        renku_hooks.configure(c, SETTINGS, spawner_base=KubeSpawner, fresh_gitlab_token=None, apply_user_options=False)
         spawner = KubeSpawner(config=c, user=FakeUser(), orm_spawner=types.SimpleNamespace(name="s", server=None))
         spawner.user_options = user_options()
-        with self.assertRaises(sc.SpawnRefused) as caught:
-            run(sc._maybe_await(spawner.run_pre_spawn_hook()))
+        with self.assertRaises(renku_options.SpawnRefused) as caught:
+            run(renku_secret.maybe_await(spawner.run_pre_spawn_hook()))
         self.assertIn("spawner_class", str(caught.exception))
 
 
@@ -784,25 +796,25 @@ class PodTest(unittest.TestCase):
             },
         )
         self.assertTrue(all(isinstance(v, str) for v in annotations.values()))
-        mount = next(m for m in container(pod_of(s), "notebook")["volumeMounts"] if m["name"] == sc.WORK_VOLUME)
+        mount = next(m for m in container(pod_of(s), "notebook")["volumeMounts"] if m["name"] == renku_containers.WORK_VOLUME)
         self.assertEqual(mount["mountPath"], "/work")
 
     def test_default_image_when_none_given(self) -> None:
         s = spawn(user_options(image=...))
         self.assertEqual(s.image, "jupyterhub/k8s-singleuser-sample:4.0.0")
         self.assertEqual(s.extra_annotations["renku.io/default_image_used"], "False")
-        self.assertEqual(ours(s, sc.SIDECAR)["image"], "jupyterhub/k8s-singleuser-sample:4.0.0")
+        self.assertEqual(ours(s, renku_autosave.SIDECAR)["image"], "jupyterhub/k8s-singleuser-sample:4.0.0")
 
     def test_username_label_is_escaped_as_the_service_expects(self) -> None:
         # Same cases as the service's escapeUsername (lib/kubernetes/labels.ts).
-        self.assertEqual(sc.escape_username("alice@example.com"), "alice-40example-2ecom")
-        self.assertEqual(sc.escape_username("jean-luc"), "jean-2dluc")
-        self.assertEqual(sc.escape_username("Zoë"), "zo-c3-ab")
+        self.assertEqual(renku_pod.escape_username("alice@example.com"), "alice-40example-2ecom")
+        self.assertEqual(renku_pod.escape_username("jean-luc"), "jean-2dluc")
+        self.assertEqual(renku_pod.escape_username("Zoë"), "zo-c3-ab")
         hub = Hub()
         s = run(hub.spawn(hub.spawner(user="Jane.Doe@example"), user_options()))
         self.assertEqual(s.extra_labels["renku.io/username"], "jane-2edoe-40example")
         self.assertEqual(s.extra_annotations["renku.io/username"], "Jane.Doe@example")
-        self.assertEqual(env_of(ours(s, sc.SIDECAR))["AUTOSAVE_USER"], "Jane.Doe@example")
+        self.assertEqual(env_of(ours(s, renku_autosave.SIDECAR))["AUTOSAVE_USER"], "Jane.Doe@example")
 
     def test_username_without_a_valid_label_value_still_spawns(self) -> None:
         for name in ("_bob", "x" * 64):
@@ -816,13 +828,13 @@ class PodTest(unittest.TestCase):
         s = spawn(user_options(branch="feature/{x}"))
         pod = pod_of(s)
         self.assertEqual(pod["metadata"]["annotations"]["renku.io/branch"], "feature/{x}")
-        self.assertEqual(env_of(container(pod, sc.INIT_CONTAINER))["GIT_BRANCH"], "feature/{x}")
-        self.assertEqual(env_of(container(pod, sc.SIDECAR))["GIT_BRANCH"], "feature/{x}")
+        self.assertEqual(env_of(container(pod, renku_clone.INIT_CONTAINER))["GIT_BRANCH"], "feature/{x}")
+        self.assertEqual(env_of(container(pod, renku_autosave.SIDECAR))["GIT_BRANCH"], "feature/{x}")
         # The shell commands keep their ${...} after KubeSpawner's expansion.
-        self.assertEqual(container(pod, sc.INIT_CONTAINER)["command"], sc.clone_command())
-        self.assertEqual(container(pod, sc.SIDECAR)["command"], sc.IDLE_COMMAND)
+        self.assertEqual(container(pod, renku_clone.INIT_CONTAINER)["command"], renku_clone.clone_command())
+        self.assertEqual(container(pod, renku_autosave.SIDECAR)["command"], renku_autosave.IDLE_COMMAND)
         self.assertEqual(
-            container(pod, sc.SIDECAR)["lifecycle"]["preStop"]["exec"]["command"], sc.prestop_command()
+            container(pod, renku_autosave.SIDECAR)["lifecycle"]["preStop"]["exec"]["command"], renku_autosave.prestop_command()
         )
 
     def test_callable_uid_and_gid_are_honoured(self) -> None:
@@ -843,7 +855,7 @@ class PodTest(unittest.TestCase):
             with self.subTest(label):
                 s = spawn(user_options(), hub=Hub(c=c))
                 pod = pod_of(s)
-                for name in (sc.INIT_CONTAINER, sc.SIDECAR):
+                for name in (renku_clone.INIT_CONTAINER, renku_autosave.SIDECAR):
                     security = container(pod, name)["securityContext"]
                     self.assertEqual({k: security[k] for k in expected}, expected)
                     self.assertEqual("runAsGroup" in security, "runAsGroup" in expected)
@@ -867,24 +879,24 @@ class TokenOutOfThePodSpecTest(unittest.TestCase):
         # In the Secret the pod mounts.
         name = f"{s.pod_name}-git"
         self.assertEqual(hub.api.token_in_secret(name), TOKEN)
-        volume = next(v for v in pod["spec"]["volumes"] if v["name"] == sc.TOKEN_VOLUME)
+        volume = next(v for v in pod["spec"]["volumes"] if v["name"] == renku_containers.TOKEN_VOLUME)
         self.assertEqual(volume["secret"]["secretName"], name)
         self.assertEqual(volume["secret"]["items"], [{"key": "token", "path": "token"}])
-        for name in (sc.INIT_CONTAINER, sc.SIDECAR):
+        for name in (renku_clone.INIT_CONTAINER, renku_autosave.SIDECAR):
             c = container(pod, name)
-            mount = next(m for m in c["volumeMounts"] if m["name"] == sc.TOKEN_VOLUME)
+            mount = next(m for m in c["volumeMounts"] if m["name"] == renku_containers.TOKEN_VOLUME)
             self.assertEqual((mount["mountPath"], mount["readOnly"]), ("/var/run/secrets/renku-notebooks", True))
             self.assertEqual(env_of(c)["GIT_ACCESS_TOKEN_FILE"], "/var/run/secrets/renku-notebooks/token")
             self.assertNotIn("GIT_ACCESS_TOKEN", env_of(c))
         # Not in the notebook container: no mount, no variable, whatever was configured.
         notebook = container(pod, "notebook")
-        self.assertNotIn(sc.TOKEN_VOLUME, [m["name"] for m in notebook["volumeMounts"]])
+        self.assertNotIn(renku_containers.TOKEN_VOLUME, [m["name"] for m in notebook["volumeMounts"]])
         self.assertFalse({"GIT_ACCESS_TOKEN", "GIT_ACCESS_TOKEN_FILE"} & set(env_of(notebook)))
         self.assertEqual(env_of(notebook)["EXISTING"], "1")
         # The notebook cannot reach the sidecar's files through a shared process namespace.
         self.assertIs(pod["spec"]["shareProcessNamespace"], False)
         # The repository URL carries no credentials, so git writes none into .git/config.
-        self.assertNotIn("@", env_of(container(pod, sc.INIT_CONTAINER))["GIT_REPOSITORY_URL"])
+        self.assertNotIn("@", env_of(container(pod, renku_clone.INIT_CONTAINER))["GIT_REPOSITORY_URL"])
 
     def test_secret_exists_before_the_pod_and_is_owned_by_it(self) -> None:
         hub = Hub()
@@ -929,10 +941,10 @@ class AutosaveTest(unittest.TestCase):
     def test_sidecar_saves_in_its_prestop_hook(self) -> None:
         s = spawn(user_options(branch="dev"))
         pod = pod_of(s)
-        sidecar = container(pod, sc.SIDECAR)
+        sidecar = container(pod, renku_autosave.SIDECAR)
         self.assertIn(sidecar, pod["spec"]["containers"])  # a container, not an init container
         self.assertEqual(sidecar["image"], s.image)
-        self.assertEqual(sidecar["lifecycle"]["preStop"]["exec"]["command"], sc.prestop_command())
+        self.assertEqual(sidecar["lifecycle"]["preStop"]["exec"]["command"], renku_autosave.prestop_command())
         self.assertIn("/opt/renku-notebooks/autosave.sh", sidecar["lifecycle"]["preStop"]["exec"]["command"][2])
         self.assertEqual(
             env_of(sidecar),
@@ -948,9 +960,9 @@ class AutosaveTest(unittest.TestCase):
             },
         )
         mounts = {m["name"]: m for m in sidecar["volumeMounts"]}
-        self.assertEqual(mounts[sc.WORK_VOLUME]["mountPath"], "/work")  # the notebook's work tree
-        self.assertTrue(mounts[sc.SCRIPT_VOLUME]["readOnly"])
-        script = next(v for v in pod["spec"]["volumes"] if v["name"] == sc.SCRIPT_VOLUME)
+        self.assertEqual(mounts[renku_containers.WORK_VOLUME]["mountPath"], "/work")  # the notebook's work tree
+        self.assertTrue(mounts[renku_containers.SCRIPT_VOLUME]["readOnly"])
+        script = next(v for v in pod["spec"]["volumes"] if v["name"] == renku_containers.SCRIPT_VOLUME)
         self.assertEqual(
             script["configMap"]["items"],
             [{"key": "clone-repo.sh", "path": "clone-repo.sh"}, {"key": "autosave.sh", "path": "autosave.sh"}],
@@ -998,9 +1010,9 @@ class AutosaveTest(unittest.TestCase):
     def test_restore_passes_the_autosave_branch_to_the_clone(self) -> None:
         s = spawn(user_options(autosave=AUTOSAVE))
         pod = pod_of(s)
-        self.assertEqual(env_of(container(pod, sc.INIT_CONTAINER))["GIT_AUTOSAVE_BRANCH"], AUTOSAVE)
+        self.assertEqual(env_of(container(pod, renku_clone.INIT_CONTAINER))["GIT_AUTOSAVE_BRANCH"], AUTOSAVE)
         self.assertEqual(pod["metadata"]["annotations"]["renku.io/autosave"], AUTOSAVE)
-        self.assertNotIn("GIT_AUTOSAVE_BRANCH", env_of(container(pod, sc.SIDECAR)))
+        self.assertNotIn("GIT_AUTOSAVE_BRANCH", env_of(container(pod, renku_autosave.SIDECAR)))
 
     def test_no_autosave_no_restore_even_on_a_respawn(self) -> None:
         hub = Hub()
@@ -1009,7 +1021,7 @@ class AutosaveTest(unittest.TestCase):
         run(s.stop())
         run(hub.spawn(s, user_options()))
         pod = pod_of(s)
-        self.assertNotIn("GIT_AUTOSAVE_BRANCH", env_of(container(pod, sc.INIT_CONTAINER)))
+        self.assertNotIn("GIT_AUTOSAVE_BRANCH", env_of(container(pod, renku_clone.INIT_CONTAINER)))
         self.assertNotIn("renku.io/autosave", pod["metadata"]["annotations"])
 
 
@@ -1029,7 +1041,7 @@ class SecretLifecycleTest(unittest.TestCase):
         self.assertEqual(hub.gitlab.grants, 0)
 
     def test_stop_refreshes_an_expired_token_before_the_pod_goes(self) -> None:
-        settings = sc.Settings(server_options=SETTINGS.server_options, secret_propagation_seconds=0.2)
+        settings = renku_settings.Settings(server_options=SETTINGS.server_options, secret_propagation_seconds=0.2)
         hub = Hub(settings)
         s = run(hub.spawn(hub.spawner(), user_options()))
         name = f"{s.pod_name}-git"
@@ -1135,7 +1147,7 @@ class SecretLifecycleTest(unittest.TestCase):
 
 class TokenSyncTest(unittest.TestCase):
     def test_poll_keeps_the_secret_fresh_in_the_background(self) -> None:
-        settings = sc.Settings(server_options=SETTINGS.server_options, token_sync_seconds=0.05)
+        settings = renku_settings.Settings(server_options=SETTINGS.server_options, token_sync_seconds=0.05)
         hub = Hub(settings)
 
         async def scenario() -> Any:
@@ -1152,7 +1164,7 @@ class TokenSyncTest(unittest.TestCase):
         self.assertEqual(hub.api.token_in_secret(f"{s.pod_name}-git"), "gl-oauth-fresh-1")
 
     def test_first_poll_after_a_hub_restart_spreads_the_checks(self) -> None:
-        settings = sc.Settings(server_options=SETTINGS.server_options, token_sync_seconds=3600)
+        settings = renku_settings.Settings(server_options=SETTINGS.server_options, token_sync_seconds=3600)
         hub = Hub(settings)
         s = run(hub.spawn(hub.spawner(), user_options()))
         restarted = hub.spawner()  # the hub's new spawner object for the running server
@@ -1183,8 +1195,8 @@ class TokenSyncTest(unittest.TestCase):
 class InitContainerTest(unittest.TestCase):
     def test_init_container_clones_the_commit(self) -> None:
         s = spawn(user_options(branch="dev"))
-        init = container(pod_of(s), sc.INIT_CONTAINER)
-        self.assertEqual(init["command"], sc.clone_command())
+        init = container(pod_of(s), renku_clone.INIT_CONTAINER)
+        self.assertEqual(init["command"], renku_clone.clone_command())
         self.assertEqual(init["image"], s.image)
         self.assertEqual(
             env_of(init),
@@ -1198,9 +1210,9 @@ class InitContainerTest(unittest.TestCase):
             },
         )
         mounts = {m["name"]: m for m in init["volumeMounts"]}
-        self.assertEqual(mounts[sc.WORK_VOLUME]["mountPath"], "/work")
-        self.assertTrue(mounts[sc.SCRIPT_VOLUME]["readOnly"])
-        script = next(v for v in s.volumes if v["name"] == sc.SCRIPT_VOLUME)
+        self.assertEqual(mounts[renku_containers.WORK_VOLUME]["mountPath"], "/work")
+        self.assertTrue(mounts[renku_containers.SCRIPT_VOLUME]["readOnly"])
+        script = next(v for v in s.volumes if v["name"] == renku_containers.SCRIPT_VOLUME)
         self.assertEqual(script["configMap"]["name"], "renku-notebooks-hub-files")
 
 
@@ -1226,22 +1238,22 @@ class ShellCommandTest(unittest.TestCase):
     def test_clone_gets_the_token_from_the_file_in_its_environment_only(self) -> None:
         self.script("clone-repo.sh", 'printf "%s|%s\\n" "$GIT_ACCESS_TOKEN" "$GIT_BRANCH"\n')
         env = {"PATH": os.environ["PATH"], "GIT_ACCESS_TOKEN_FILE": self.token_file, "GIT_BRANCH": "dev"}
-        done = subprocess.run(sc.clone_command(self.dir), env=env, capture_output=True, text=True, timeout=10)
+        done = subprocess.run(renku_clone.clone_command(self.dir), env=env, capture_output=True, text=True, timeout=10)
         self.assertEqual((done.returncode, done.stdout), (0, f"{TOKEN}|dev\n"))
         # An unreadable token file fails the clone instead of cloning without credentials.
         env["GIT_ACCESS_TOKEN_FILE"] = os.path.join(self.dir, "missing")
-        done = subprocess.run(sc.clone_command(self.dir), env=env, capture_output=True, text=True, timeout=10)
+        done = subprocess.run(renku_clone.clone_command(self.dir), env=env, capture_output=True, text=True, timeout=10)
         self.assertNotEqual(done.returncode, 0)
         self.assertEqual(done.stdout, "")
 
     def test_prestop_runs_the_save_and_keeps_its_exit_code(self) -> None:
         self.script("autosave.sh", 'echo "autosave: error: GitLab unreachable"; exit 1\n')
-        done = subprocess.run(sc.prestop_command(self.dir), capture_output=True, text=True, timeout=10)
+        done = subprocess.run(renku_autosave.prestop_command(self.dir), capture_output=True, text=True, timeout=10)
         self.assertEqual(done.returncode, 1)  # a FailedPreStopHook event records it
         self.assertIn("autosave: error: GitLab unreachable", done.stdout + done.stderr)
 
     def test_sidecar_idles_and_exits_at_once_on_sigterm(self) -> None:
-        process = subprocess.Popen(sc.IDLE_COMMAND, start_new_session=True)
+        process = subprocess.Popen(renku_autosave.IDLE_COMMAND, start_new_session=True)
         try:
             time.sleep(0.3)
             self.assertIsNone(process.poll())
@@ -1298,11 +1310,11 @@ class HookUpTest(unittest.TestCase):
 
     def test_gitlab_token_module_is_loaded_from_the_hub_files(self) -> None:
         with tempfile.TemporaryDirectory() as tmp:
-            self.assertIsNone(sc.load_fresh_gitlab_token(tmp, logging.getLogger("test-spawner")))
+            self.assertIsNone(renku_secret.load_fresh_gitlab_token(tmp, logging.getLogger("test-spawner")))
             with open(os.path.join(tmp, "gitlab_token.py"), "w", encoding="utf-8") as f:
                 f.write("async def fresh_gitlab_token(user, gitlab_url, client_id, client_secret, log=None):\n"
                         "    return 'from-the-module'\n")
-            fresh = sc.load_fresh_gitlab_token(tmp)
+            fresh = renku_secret.load_fresh_gitlab_token(tmp)
             self.assertEqual(run(fresh(FakeUser(), "u", "i", "s")), "from-the-module")
 
     def test_operator_pre_spawn_hooks_are_chained(self) -> None:
@@ -1321,7 +1333,7 @@ class HookUpTest(unittest.TestCase):
                 s = spawn(user_options(), hub=Hub(c=c))
                 # As without renku-notebooks: KubeSpawner's hook wins over Spawner's.
                 self.assertEqual(calls, [f"{section}:alice"])
-                self.assertEqual(ours(s)["name"], sc.INIT_CONTAINER)
+                self.assertEqual(ours(s)["name"], renku_clone.INIT_CONTAINER)
 
     def test_jupyterhub_53_applies_the_options_in_apply_user_options(self) -> None:
         calls: list[str] = []
@@ -1356,7 +1368,7 @@ class HookUpTest(unittest.TestCase):
         c.Spawner.apply_user_options = lambda spawner, options: seen.append(options.get("project"))
         s = spawn(user_options(), hub=Hub(c=c, jupyterhub_53=True))
         self.assertEqual(seen, ["my-project"])
-        self.assertEqual(ours(s)["name"], sc.INIT_CONTAINER)
+        self.assertEqual(ours(s)["name"], renku_clone.INIT_CONTAINER)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,159 @@
+"""The hub's hooks for a launch, and ``configure``, which hooks renku-notebooks into ``c``."""
+
+import logging
+from typing import Any
+
+from renku_options import SpawnRefused, parse_user_options
+from renku_pod import apply_launch
+from renku_secret import load_fresh_gitlab_token, make_spawner_class, maybe_await
+from renku_settings import Settings
+
+log = logging.getLogger("renku_notebooks.spawner")
+
+
+async def _resolved(spawner: Any, name: str) -> Any:
+    # KubeSpawner's uid/gid may be callables taking the spawner, possibly async.
+    value = getattr(spawner, name, None)
+    if callable(value):
+        value = await maybe_await(value(spawner))
+    return value
+
+
+async def configure_launch(spawner: Any, user_options: Any, settings: Settings) -> None:
+    """Checks the launch, gets a fresh token, sets up the pod."""
+    if not getattr(spawner, "_renku_manages_secret", False):
+        raise SpawnRefused(
+            "The hub's spawner class does not create the GitLab token Secret: "
+            "spawner_config.py must set c.JupyterHub.spawner_class."
+        )
+    launch = parse_user_options(user_options, settings.server_options)
+    username = getattr(spawner.user, "name", "")
+    if launch.autosave and not launch.autosave.startswith(
+        f"renku/autosave/{username}/{launch.branch}/{launch.commit_sha[:7]}/"
+    ):
+        # Users may post user_options to the hub themselves: a restore deletes the
+        # branch it restores, so it must be this user's autosave of this launch.
+        raise SpawnRefused("user option 'autosave' is not your autosave of this branch and commit.")
+    token = await spawner._renku_current_token()
+    try:
+        apply_launch(spawner, launch, settings, await _resolved(spawner, "uid"), await _resolved(spawner, "gid"))
+    except SpawnRefused:
+        raise
+    except ValueError as e:
+        # A server options file whose values Kubernetes would not take.
+        raise SpawnRefused(f"The hub's server options cannot be applied: {e}") from None
+    # Kept in the hub's memory until start() writes it into the Secret.
+    spawner._renku_token = token
+    spawner.log.info(
+        "renku-notebooks: %s/%s at %s for %s%s",
+        launch.namespace,
+        launch.project,
+        launch.commit_sha[:7],
+        getattr(spawner.user, "name", "?"),
+        f", restoring {launch.autosave}" if launch.autosave else "",
+    )
+
+
+def make_apply_user_options(settings: Settings, previous: Any = None):
+    """The ``apply_user_options`` hook (JupyterHub 5.3+), which runs before ``pre_spawn_hook``."""
+
+    async def apply_user_options(spawner: Any, user_options: Any) -> None:
+        if callable(previous):
+            await maybe_await(previous(spawner, user_options))
+        try:
+            await configure_launch(spawner, user_options, settings)
+        except SpawnRefused as e:
+            # JupyterHub turns any other exception here into "Invalid user options".
+            raise _http_error(e) from None
+        spawner._renku_applied = True
+
+    return apply_user_options
+
+
+def _http_error(refusal: SpawnRefused) -> Exception:
+    try:
+        from tornado.web import HTTPError
+    except ImportError:
+        return refusal
+    error = HTTPError(400, "%s", refusal.jupyterhub_message)
+    error.jupyterhub_message = refusal.jupyterhub_message
+    return error
+
+
+def make_pre_spawn_hook(settings: Settings, previous: Any = None):
+    """The pre-spawn hook: an earlier hook, then the launch unless apply_user_options did it."""
+
+    async def pre_spawn_hook(spawner: Any) -> None:
+        if previous is not None:
+            await maybe_await(previous(spawner))
+        if getattr(spawner, "_renku_applied", False):
+            spawner._renku_applied = False
+            return
+        await configure_launch(spawner, getattr(spawner, "user_options", None), settings)
+
+    return pre_spawn_hook
+
+
+def _configured(section: Any, name: str) -> Any:
+    try:
+        return section[name] if name in section else None
+    except TypeError:
+        return getattr(section, name, None)
+
+
+def _hub_supports_apply_user_options() -> bool:
+    try:
+        from jupyterhub.spawner import Spawner
+    except ImportError:
+        return False
+    return "apply_user_options" in Spawner.class_trait_names()
+
+
+def _kubespawner_class() -> Any:
+    try:
+        from kubespawner import KubeSpawner
+    except ImportError:
+        return None
+    return KubeSpawner
+
+
+def configure(
+    c: Any,
+    settings: Settings | None = None,
+    *,
+    spawner_base: Any = None,
+    fresh_gitlab_token: Any = None,
+    apply_user_options: bool | None = None,
+) -> Settings:
+    """Hooks renku-notebooks into the hub's configuration ``c``.
+
+    Without arguments (as the hub loads it) it finds KubeSpawner, JupyterHub's
+    version and ``gitlab_token.py`` itself; tests pass them.
+    """
+    settings = settings or Settings.from_env()
+    kube = c.KubeSpawner
+    spawner_section = c.Spawner
+
+    # Keep a hook an operator configured: KubeSpawner's, else the one for every spawner.
+    previous = _configured(kube, "pre_spawn_hook") or _configured(spawner_section, "pre_spawn_hook")
+    if apply_user_options is None:
+        apply_user_options = _hub_supports_apply_user_options()
+    if apply_user_options:
+        previous_apply = _configured(kube, "apply_user_options") or _configured(spawner_section, "apply_user_options")
+        if previous_apply is not None and not callable(previous_apply):
+            log.warning("renku-notebooks: replacing a non-callable apply_user_options")
+            previous_apply = None
+        kube.apply_user_options = make_apply_user_options(settings, previous_apply)
+    kube.pre_spawn_hook = make_pre_spawn_hook(settings, previous)
+    grace = _configured(kube, "delete_grace_period")
+    kube.delete_grace_period = max(int(grace or 0), settings.termination_grace_seconds)
+
+    jupyterhub = c.JupyterHub
+    configured_class = _configured(jupyterhub, "spawner_class")
+    base = spawner_base or (configured_class if isinstance(configured_class, type) else None) or _kubespawner_class()
+    if base is None:
+        raise RuntimeError("renku-notebooks: kubespawner is not installed in the hub")
+    if fresh_gitlab_token is None:
+        fresh_gitlab_token = load_fresh_gitlab_token(settings.hub_files_dir)
+    jupyterhub.spawner_class = make_spawner_class(base, settings, fresh_gitlab_token)
+    return settings
