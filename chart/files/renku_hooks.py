@@ -101,14 +101,6 @@ def _configured(section: Any, name: str) -> Any:
         return getattr(section, name, None)
 
 
-def _hub_supports_apply_user_options() -> bool:
-    try:
-        from jupyterhub.spawner import Spawner
-    except ImportError:
-        return False
-    return "apply_user_options" in Spawner.class_trait_names()
-
-
 def _kubespawner_class() -> Any:
     try:
         from kubespawner import KubeSpawner
@@ -133,11 +125,18 @@ def configure(
     settings = settings or Settings.from_env()
     kube = c.KubeSpawner
     spawner_section = c.Spawner
+    jupyterhub = c.JupyterHub
+    configured_class = _configured(jupyterhub, "spawner_class")
+    base = spawner_base or (configured_class if isinstance(configured_class, type) else None) or _kubespawner_class()
+    if base is None:
+        raise RuntimeError("renku-notebooks: kubespawner is not installed in the hub")
 
     # Keep a hook an operator configured: KubeSpawner's, else the one for every spawner.
     previous = _configured(kube, "pre_spawn_hook") or _configured(spawner_section, "pre_spawn_hook")
     if apply_user_options is None:
-        apply_user_options = _hub_supports_apply_user_options()
+        # JupyterHub 5.3+ (z2jh 4.2's) declares it on Spawner, and User.spawn calls it
+        # before pre_spawn_hook; 3.x has neither.
+        apply_user_options = "apply_user_options" in base.class_trait_names()
     if apply_user_options:
         previous_apply = _configured(kube, "apply_user_options") or _configured(spawner_section, "apply_user_options")
         if previous_apply is not None and not callable(previous_apply):
@@ -147,12 +146,6 @@ def configure(
     kube.pre_spawn_hook = make_pre_spawn_hook(settings, previous)
     grace = _configured(kube, "delete_grace_period")
     kube.delete_grace_period = max(int(grace or 0), settings.termination_grace_seconds)
-
-    jupyterhub = c.JupyterHub
-    configured_class = _configured(jupyterhub, "spawner_class")
-    base = spawner_base or (configured_class if isinstance(configured_class, type) else None) or _kubespawner_class()
-    if base is None:
-        raise RuntimeError("renku-notebooks: kubespawner is not installed in the hub")
     if fresh_gitlab_token is None:
         fresh_gitlab_token = load_fresh_gitlab_token(settings.hub_files_dir)
     jupyterhub.spawner_class = make_spawner_class(base, settings, fresh_gitlab_token)

@@ -428,26 +428,37 @@ SETTINGS = renku_settings.Settings(server_options=copy.deepcopy(renku_options.DE
 
 
 class Hub:
-    """One hub: the config as the hub loads it, its spawner class, its users' spawners."""
+    """One hub: the config as the hub loads it, its spawner class, its users' spawners.
+
+    By default JupyterHub 5.3's (production's, z2jh 4.2): the stand-in KubeSpawner
+    declares ``apply_user_options`` and ``spawn`` calls it before ``pre_spawn_hook``.
+    ``jupyterhub_3`` is the Debian hub these tests run in: no ``apply_user_options``.
+    ``test_spawner_config_jupyterhub3.py`` runs every test that way too.
+    """
+
+    # Set by test_spawner_config_jupyterhub3.py for the whole suite.
+    default_jupyterhub_3 = False
 
     def __init__(
         self,
         settings: Any = SETTINGS,
         c: Config | None = None,
         gitlab: FakeGitLab | None = None,
-        jupyterhub_53: bool = False,
+        jupyterhub_3: bool | None = None,
         refresher: bool = True,
     ) -> None:
         self.c = c or z2jh_config()
         self.gitlab = gitlab or FakeGitLab()
         self.api = CoreV1Api()
-        self.jupyterhub_53 = jupyterhub_53
+        self.jupyterhub_3 = Hub.default_jupyterhub_3 if jupyterhub_3 is None else jupyterhub_3
+        self.unhandled_user_options = 0
         renku_hooks.configure(
             self.c,
             settings,
             spawner_base=KubeSpawner,
             fresh_gitlab_token=self.gitlab.fresh_gitlab_token if refresher else None,
-            apply_user_options=jupyterhub_53,
+            # KubeSpawner here is 5.3-shaped: say so when this hub is a 3.x.
+            apply_user_options=False if self.jupyterhub_3 else None,
         )
         self.spawner_class = self.c.JupyterHub.spawner_class
         self.users: dict[str, FakeUser] = {}
@@ -468,11 +479,28 @@ class Hub:
     async def spawn(self, spawner: Any, options: Any) -> Any:
         """What User.spawn does: apply_user_options (5.3+), pre_spawn_hook, start."""
         spawner.user_options = options
-        if self.jupyterhub_53:
-            await renku_secret.maybe_await(spawner.apply_user_options(spawner, options))
+        if not self.jupyterhub_3:
+            # JupyterHub 5.3's Spawner._run_apply_user_options.
+            hook = spawner.apply_user_options
+            if callable(hook):
+                await renku_secret.maybe_await(hook(spawner, options))
+            elif options:
+                self.unhandled_user_options += 1
         await renku_secret.maybe_await(spawner.run_pre_spawn_hook())
         await spawner.start()
         return spawner
+
+
+# How the hub hears a refused launch: a SpawnRefused from pre_spawn_hook (3.x), an
+# HTTPError 400 carrying the same sentence from apply_user_options (5.3).
+REFUSED = (renku_options.SpawnRefused, HTTPError)
+
+
+def refusal(error: BaseException) -> str:
+    """The sentence a person sees: JupyterHub shows `jupyterhub_message` in the progress stream."""
+    message = getattr(error, "jupyterhub_message", None)
+    assert isinstance(message, str), f"{error!r} carries no message for the user"
+    return message
 
 
 def run(coroutine: Any) -> Any:
@@ -641,9 +669,9 @@ class ServerOptionsTest(unittest.TestCase):
         self.assertEqual(s.mem_guarantee, 3 * 2**30)
         self.assertEqual(s.cpu_guarantee, 3.0)
         for bad in ({"mem_request": "9Gi"}, {"mem_request": 5}, {"cpu_request": 5}, {"cpu_request": "1"}):
-            with self.subTest(bad=bad), self.assertRaises(renku_options.SpawnRefused) as caught:
+            with self.subTest(bad=bad), self.assertRaises(REFUSED) as caught:
                 spawn(user_options(server_options=bad), settings=settings)
-            self.assertIn(repr(next(iter(bad))), str(caught.exception))
+            self.assertIn(repr(next(iter(bad))), refusal(caught.exception))
 
     def test_number_without_options_or_range_is_any_non_negative(self) -> None:
         options = {"gpu_request": {"displayName": "GPUs", "type": "int", "default": 0}}
@@ -651,7 +679,7 @@ class ServerOptionsTest(unittest.TestCase):
         s = spawn(user_options(server_options={"gpu_request": 3}), settings=settings)
         self.assertEqual(s.extra_resource_limits, {"nvidia.com/gpu": "3"})
         for bad in (-1, 1.5, True):
-            with self.subTest(bad=bad), self.assertRaises(renku_options.SpawnRefused):
+            with self.subTest(bad=bad), self.assertRaises(REFUSED):
                 spawn(user_options(server_options={"gpu_request": bad}), settings=settings)
 
     def test_respawn_does_not_accumulate(self) -> None:
@@ -686,9 +714,9 @@ class ServerOptionsTest(unittest.TestCase):
 
 class RefusalTest(unittest.TestCase):
     def refused(self, options: Any, *words: str) -> str:
-        with self.assertRaises(renku_options.SpawnRefused) as caught:
+        with self.assertRaises(REFUSED) as caught:
             spawn(options)
-        message = str(caught.exception)
+        message = refusal(caught.exception)
         for word in words:
             self.assertIn(word, message)
         self.assertEqual(caught.exception.jupyterhub_message, message)
@@ -746,9 +774,9 @@ class RefusalTest(unittest.TestCase):
         options = copy.deepcopy(renku_options.DEFAULT_SERVER_OPTIONS)
         options["cpu_request"]["options"] = ["lots"]
         options["cpu_request"]["default"] = "lots"
-        with self.assertRaises(renku_options.SpawnRefused) as caught:
+        with self.assertRaises(REFUSED) as caught:
             spawn(user_options(), settings=renku_settings.Settings(server_options=options))
-        self.assertIn("'lots'", str(caught.exception))
+        self.assertIn("'lots'", refusal(caught.exception))
 
     def test_empty_options_are_refused(self) -> None:
         self.refused({}, "notebooks service")
@@ -756,9 +784,9 @@ class RefusalTest(unittest.TestCase):
     def test_missing_token_is_refused(self) -> None:
         for state in ({}, {"access_token": ""}):
             hub = Hub()
-            with self.subTest(state=state), self.assertRaises(renku_options.SpawnRefused) as caught:
+            with self.subTest(state=state), self.assertRaises(REFUSED) as caught:
                 run(hub.spawn(hub.spawner(auth_state=state), user_options()))
-            self.assertIn("log in again", str(caught.exception))
+            self.assertIn("log in again", refusal(caught.exception))
             self.assertEqual(hub.api.ops(), [])
 
     def test_a_spawner_class_without_the_secret_is_refused(self) -> None:
@@ -767,9 +795,9 @@ class RefusalTest(unittest.TestCase):
         renku_hooks.configure(c, SETTINGS, spawner_base=KubeSpawner, fresh_gitlab_token=None, apply_user_options=False)
         spawner = KubeSpawner(config=c, user=FakeUser(), orm_spawner=types.SimpleNamespace(name="s", server=None))
         spawner.user_options = user_options()
-        with self.assertRaises(renku_options.SpawnRefused) as caught:
+        with self.assertRaises(REFUSED) as caught:
             run(renku_secret.maybe_await(spawner.run_pre_spawn_hook()))
-        self.assertIn("spawner_class", str(caught.exception))
+        self.assertIn("spawner_class", refusal(caught.exception))
 
 
 class PodTest(unittest.TestCase):
@@ -1302,8 +1330,8 @@ class HookUpTest(unittest.TestCase):
         self.assertEqual(c.KubeSpawner.delete_grace_period, 60)
         spawner_class = c.JupyterHub.spawner_class
         self.assertTrue(issubclass(spawner_class, KubeSpawner))
-        # JupyterHub 3 here has no apply_user_options: not configured, so no unknown-option warning.
-        self.assertNotIn("apply_user_options", c.KubeSpawner)
+        # KubeSpawner on JupyterHub 5.3 takes the launch in apply_user_options.
+        self.assertTrue(callable(c.KubeSpawner.apply_user_options))
         # KubeSpawner's config section still reaches the subclass.
         spawner = spawner_class(config=c, user=FakeUser(), orm_spawner=types.SimpleNamespace(name="s", server=None))
         self.assertEqual((spawner.uid, spawner.gid, spawner.delete_grace_period), (1000, None, 60))
@@ -1339,21 +1367,31 @@ class HookUpTest(unittest.TestCase):
         calls: list[str] = []
         c = z2jh_config()
         c.KubeSpawner.pre_spawn_hook = lambda spawner: calls.append("operator pre_spawn_hook")
-        hub = Hub(c=c, jupyterhub_53=True)
+        hub = Hub(c=c, jupyterhub_3=False)
         self.assertTrue(callable(c.KubeSpawner.apply_user_options))
         s = run(hub.spawn(hub.spawner(), user_options(autosave=AUTOSAVE)))
         self.assertEqual(calls, ["operator pre_spawn_hook"])
         self.assertEqual(env_of(ours(s))["GIT_AUTOSAVE_BRANCH"], AUTOSAVE)
         self.assertEqual(hub.gitlab.checks, 1)  # applied once, not again by pre_spawn_hook
+        self.assertEqual(hub.unhandled_user_options, 0)  # no "Received unhandled user_options"
         # The next spawn of the same server applies its own options again.
         run(s.stop())
         run(hub.spawn(s, user_options()))
         self.assertNotIn("GIT_AUTOSAVE_BRANCH", env_of(ours(s)))
 
+    def test_jupyterhub_3_takes_the_launch_in_pre_spawn_hook(self) -> None:
+        c = z2jh_config()
+        hub = Hub(c=c, jupyterhub_3=True)
+        # Not configured where the hub has no such trait: 3.x would warn of an unknown option.
+        self.assertNotIn("apply_user_options", c.KubeSpawner)
+        s = run(hub.spawn(hub.spawner(), user_options(autosave=AUTOSAVE)))
+        self.assertEqual(env_of(ours(s))["GIT_AUTOSAVE_BRANCH"], AUTOSAVE)
+        self.assertEqual(hub.gitlab.checks, 1)
+
     def test_jupyterhub_53_refusal_keeps_its_message(self) -> None:
         # JupyterHub 5.3 turns anything but an HTTPError from apply_user_options into
         # "Invalid user options"; the reason must reach the progress stream.
-        hub = Hub(jupyterhub_53=True)
+        hub = Hub(jupyterhub_3=False)
         with self.assertRaises(HTTPError) as caught:
             run(hub.spawn(hub.spawner(), user_options(server_options={"mem_request": "64G"})))
         error = caught.exception
@@ -1366,7 +1404,7 @@ class HookUpTest(unittest.TestCase):
         seen: list[Any] = []
         c = z2jh_config()
         c.Spawner.apply_user_options = lambda spawner, options: seen.append(options.get("project"))
-        s = spawn(user_options(), hub=Hub(c=c, jupyterhub_53=True))
+        s = spawn(user_options(), hub=Hub(c=c, jupyterhub_3=False))
         self.assertEqual(seen, ["my-project"])
         self.assertEqual(ours(s)["name"], renku_clone.INIT_CONTAINER)
 
