@@ -3,7 +3,7 @@
 import logging
 from typing import Any
 
-from renku_options import SpawnRefused, parse_user_options
+from renku_options import SpawnRefused, parse_user_options, refuse_foreign_autosave
 from renku_pod import apply_launch
 from renku_secret import load_fresh_gitlab_token, make_spawner_class, maybe_await
 from renku_settings import Settings
@@ -27,13 +27,7 @@ async def configure_launch(spawner: Any, user_options: Any, settings: Settings) 
             "spawner_config.py must set c.JupyterHub.spawner_class."
         )
     launch = parse_user_options(user_options, settings.server_options)
-    username = getattr(spawner.user, "name", "")
-    if launch.autosave and not launch.autosave.startswith(
-        f"renku/autosave/{username}/{launch.branch}/{launch.commit_sha[:7]}/"
-    ):
-        # Users may post user_options to the hub themselves: a restore deletes the
-        # branch it restores, so it must be this user's autosave of this launch.
-        raise SpawnRefused("user option 'autosave' is not your autosave of this branch and commit.")
+    refuse_foreign_autosave(launch, getattr(spawner.user, "name", ""))
     token = await spawner._renku_current_token()
     try:
         apply_launch(spawner, launch, settings, await _resolved(spawner, "uid"), await _resolved(spawner, "gid"))

@@ -346,3 +346,15 @@ def parse_user_options(options: Any, specs: Mapping[str, Mapping[str, Any]]) -> 
         server_options=server_options,
         autosave=autosave,
     )
+
+
+def refuse_foreign_autosave(launch: Launch, username: str) -> None:
+    """Refuses a restore of an autosave that is not ``username``'s of this launch's branch and commit.
+
+    Users may post ``user_options`` to the hub themselves, and a restore deletes the
+    branch it restores.
+    """
+    if launch.autosave and not launch.autosave.startswith(
+        f"renku/autosave/{username}/{launch.branch}/{launch.commit_sha[:7]}/"
+    ):
+        raise SpawnRefused("user option 'autosave' is not your autosave of this branch and commit.")
