@@ -49,7 +49,11 @@ async def configure_launch(spawner: Any, user_options: Any, settings: Settings) 
 
 
 def make_apply_user_options(settings: Settings, previous: Any = None):
-    """The ``apply_user_options`` hook (JupyterHub 5.3+), which runs before ``pre_spawn_hook``."""
+    """The ``apply_user_options`` hook (JupyterHub 5.3+), which runs before ``pre_spawn_hook``.
+
+    Set in ``c.KubeSpawner`` (so that 5.3 does not warn of unhandled user options); if a
+    later config replaces it, ``RenkuLaunchMixin.run_pre_spawn_hook`` takes the launch.
+    """
 
     async def apply_user_options(spawner: Any, user_options: Any) -> None:
         if callable(previous):
@@ -74,18 +78,44 @@ def _http_error(refusal: SpawnRefused) -> Exception:
     return error
 
 
-def make_pre_spawn_hook(settings: Settings, previous: Any = None):
-    """The pre-spawn hook: an earlier hook, then the launch unless apply_user_options did it."""
+def make_guard_hook(previous: Any = None):
+    """``c.KubeSpawner.pre_spawn_hook``: an earlier configured hook, and a refusal when the
+    spawner class is not this config's (an operator's config replaced ``spawner_class``),
+    which would start pods without the launch. The launch itself is the class's."""
 
     async def pre_spawn_hook(spawner: Any) -> None:
         if previous is not None:
             await maybe_await(previous(spawner))
-        if getattr(spawner, "_renku_applied", False):
-            spawner._renku_applied = False
-            return
-        await configure_launch(spawner, getattr(spawner, "user_options", None), settings)
+        if not isinstance(spawner, RenkuLaunchMixin):
+            await configure_launch(spawner, getattr(spawner, "user_options", None), spawner_settings(spawner))
 
     return pre_spawn_hook
+
+
+def spawner_settings(spawner: Any) -> Settings:
+    return getattr(spawner, "_renku_settings", None) or Settings(server_options={})
+
+
+class RenkuLaunchMixin:
+    """Takes the launch in ``run_pre_spawn_hook`` unless ``apply_user_options`` did.
+
+    Not through the ``pre_spawn_hook`` trait: a later ``hub.extraConfig`` that sets
+    ``c.KubeSpawner.pre_spawn_hook`` (or ``c.Spawner``'s) would replace it. That hook,
+    whenever it was configured, runs first, as JupyterHub runs it.
+    """
+
+    _renku_settings: Settings
+    _renku_applied = False
+
+    async def run_pre_spawn_hook(self) -> None:
+        hook = getattr(self, "pre_spawn_hook", None)
+        if hook:
+            # This config's guard (with the hook configured before it), or a later one.
+            await maybe_await(hook(self))
+        if self._renku_applied:
+            self._renku_applied = False
+            return
+        await configure_launch(self, getattr(self, "user_options", None), self._renku_settings)
 
 
 def _configured(section: Any, name: str) -> Any:
@@ -125,8 +155,6 @@ def configure(
     if base is None:
         raise RuntimeError("renku-notebooks: kubespawner is not installed in the hub")
 
-    # Keep a hook an operator configured: KubeSpawner's, else the one for every spawner.
-    previous = _configured(kube, "pre_spawn_hook") or _configured(spawner_section, "pre_spawn_hook")
     if apply_user_options is None:
         # JupyterHub 5.3+ (z2jh 4.2's) declares it on Spawner, and User.spawn calls it
         # before pre_spawn_hook; 3.x has neither.
@@ -137,10 +165,12 @@ def configure(
             log.warning("renku-notebooks: replacing a non-callable apply_user_options")
             previous_apply = None
         kube.apply_user_options = make_apply_user_options(settings, previous_apply)
-    kube.pre_spawn_hook = make_pre_spawn_hook(settings, previous)
+    # Keep a hook an operator configured before: KubeSpawner's, else the one for every spawner.
+    previous = _configured(kube, "pre_spawn_hook") or _configured(spawner_section, "pre_spawn_hook")
+    kube.pre_spawn_hook = make_guard_hook(previous)
     grace = _configured(kube, "delete_grace_period")
     kube.delete_grace_period = max(int(grace or 0), settings.termination_grace_seconds)
     if fresh_gitlab_token is None:
         fresh_gitlab_token = load_fresh_gitlab_token(settings.hub_files_dir)
-    jupyterhub.spawner_class = make_spawner_class(base, settings, fresh_gitlab_token)
+    jupyterhub.spawner_class = make_spawner_class(base, settings, fresh_gitlab_token, RenkuLaunchMixin)
     return settings

@@ -291,11 +291,11 @@ class RenkuSpawnerMixin:
                 self.log.warning("renku-notebooks: deleting Secret %s failed: %s", self._renku_secret_name, e)
 
 
-def make_spawner_class(base: type, settings: Settings, fresh_gitlab_token: Any = None) -> type:
-    """``base`` (KubeSpawner or a subclass) with the token Secret's life added."""
+def make_spawner_class(base: type, settings: Settings, fresh_gitlab_token: Any = None, *mixins: type) -> type:
+    """``base`` (KubeSpawner or a subclass) with the token Secret's life and ``mixins`` added."""
     return type(
         "RenkuKubeSpawner",
-        (RenkuSpawnerMixin, base),
+        (*mixins, RenkuSpawnerMixin, base),
         {
             "_renku_settings": settings,
             "_renku_fresh_gitlab_token": staticmethod(fresh_gitlab_token) if fresh_gitlab_token else None,

@@ -424,7 +424,7 @@ t.test('the hub-files ConfigMap carries the spawner config, its modules and both
     `sys.path.remove(${JSON.stringify(join(chartSource, 'files'))})`,
     `exec(${JSON.stringify(relocate(Object.values(hub.extraConfig).join('\n')))})`,
     'import gitlab_token, renku_options',
-    'print(json.dumps({"hook": callable(c.KubeSpawner.pre_spawn_hook), "module": gitlab_token.__file__, "options": renku_options.__file__}))',
+    'print(json.dumps({"hook": callable(c.KubeSpawner.pre_spawn_hook) and c.JupyterHub.spawner_class.__name__ == "RenkuKubeSpawner", "module": gitlab_token.__file__, "options": renku_options.__file__}))',
   ].join('\n')
   const hubEnv = Object.fromEntries(Object.entries(hub.extraEnv).map(([k, v]) => [k, relocate(v)]))
   const { stdout } = await run('/usr/bin/python3', ['-c', script], {
@@ -436,7 +436,11 @@ t.test('the hub-files ConfigMap carries the spawner config, its modules and both
     module: string
     options: string
   }
-  t.equal(loaded.hook, true, 'extraConfig installs the pre-spawn hook from the mounted spawner_config.py')
+  t.equal(
+    loaded.hook,
+    true,
+    'extraConfig installs the spawner class and its hook from the mounted spawner_config.py',
+  )
   t.equal(loaded.module, join(mounted, 'gitlab_token.py'), 'gitlab_token imports from beside it')
   t.equal(loaded.options, join(mounted, 'renku_options.py'), 'so do the renku_* modules')
 })

@@ -1379,6 +1379,27 @@ class HookUpTest(unittest.TestCase):
         run(hub.spawn(s, user_options()))
         self.assertNotIn("GIT_AUTOSAVE_BRANCH", env_of(ours(s)))
 
+    def test_a_hook_configured_after_this_config_does_not_replace_the_launch(self) -> None:
+        # As a later hub.extraConfig key would: after configure() ran.
+        calls: list[str] = []
+        for later in ("pre_spawn_hook", "apply_user_options"):
+            with self.subTest(later=later):
+                calls.clear()
+                hub = Hub()
+                if later == "pre_spawn_hook":
+                    hub.c.KubeSpawner.pre_spawn_hook = lambda spawner: calls.append(later)
+                else:
+                    hub.c.KubeSpawner.apply_user_options = lambda spawner, options: calls.append(later)
+                if later == "apply_user_options" and hub.jupyterhub_3:
+                    continue  # 3.x never calls it
+                s = run(hub.spawn(hub.spawner(), user_options(autosave=AUTOSAVE)))
+                self.assertEqual(calls, [later])
+                self.assertEqual(env_of(ours(s))["GIT_AUTOSAVE_BRANCH"], AUTOSAVE)
+                self.assertIn(renku_containers.secret_name(s.pod_name), hub.api.secrets)
+                # A refused launch is still refused.
+                with self.assertRaises(REFUSED):
+                    run(hub.spawn(hub.spawner(server="other"), user_options(server_options={"cpu_request": 2.5})))
+
     def test_jupyterhub_3_takes_the_launch_in_pre_spawn_hook(self) -> None:
         c = z2jh_config()
         hub = Hub(c=c, jupyterhub_3=True)
