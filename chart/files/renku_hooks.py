@@ -28,7 +28,7 @@ async def configure_launch(spawner: Any, user_options: Any, settings: Settings) 
         )
     launch = parse_user_options(user_options, settings.server_options)
     refuse_foreign_autosave(launch, getattr(spawner.user, "name", ""))
-    token = await spawner._renku_current_token()
+    token = await spawner._renku_current_token(for_start=True)
     try:
         apply_launch(spawner, launch, settings, await _resolved(spawner, "uid"), await _resolved(spawner, "gid"))
     except SpawnRefused:

@@ -12,6 +12,7 @@ import inspect
 import logging
 import os
 import random
+import secrets
 import time
 import weakref
 from typing import Any, Mapping
@@ -22,6 +23,10 @@ from renku_pod import escape_username, is_label_value
 from renku_settings import Settings
 
 log = logging.getLogger("renku_notebooks.spawner")
+
+# On the pod: which start made it, so that the Secret gets only that pod as owner (not a
+# leftover pod of the same name that KubeSpawner is about to delete).
+START_ANNOTATION = "renku.io/start-id"
 
 
 async def maybe_await(value: Any) -> Any:
@@ -94,8 +99,13 @@ class RenkuSpawnerMixin:
 
     # -- tokens
 
-    async def _renku_current_token(self) -> str:
-        """A token GitLab accepts now: refreshed through gitlab_token.py when it expired."""
+    async def _renku_current_token(self, for_start: bool = False) -> str:
+        """A token GitLab accepts now: refreshed through gitlab_token.py when it expired.
+
+        ``for_start``: when GitLab refused the token and it could not be refreshed, the
+        start is refused with that reason (a clone with it would fail later, less clearly).
+        When GitLab could not be asked, the stored token is used as it is.
+        """
         user = self.user
         fresh = self._renku_fresh_gitlab_token
         authenticator = getattr(self, "authenticator", None)
@@ -115,9 +125,15 @@ class RenkuSpawnerMixin:
                     )
                 except Exception as e:  # noqa: BLE001 - GitLab down must not stop a stop
                     self.log.warning("renku-notebooks: refreshing %s's GitLab token failed: %s", user.name, type(e).__name__)
-                    token = None
-                if token:
-                    return token
+                else:
+                    if token:
+                        return token
+                    if for_start:
+                        # fresh_gitlab_token's None: no token, or refused and not refreshable.
+                        raise SpawnRefused(
+                            "GitLab refused your access token and it could not be refreshed: "
+                            "log out and log in again."
+                        )
             # No refresher, or it could not refresh: what auth_state holds.
             return gitlab_token(await user.get_auth_state())
 
@@ -182,9 +198,40 @@ class RenkuSpawnerMixin:
             await self._renku_delete_secret()
             await self.api.create_namespaced_secret(namespace=self.namespace, body=self._renku_secret_manifest(token))
 
-    async def _renku_own_secret(self) -> None:
+    async def _renku_pod_uid(self, start_id: str | None = None) -> str | None:
+        """The uid of this server's pod (made by the start ``start_id``, if given), unless
+        there is none or it is being deleted."""
+        try:
+            pod = await self.api.read_namespaced_pod(name=self.pod_name, namespace=self.namespace)
+        except Exception as e:
+            if _status(e) == 404:
+                return None
+            raise
+        metadata = pod.get("metadata") if isinstance(pod, dict) else getattr(pod, "metadata", None)
+        field = (lambda name: metadata.get(name)) if isinstance(metadata, dict) else (lambda name: getattr(metadata, name, None))
+        # A conflicting pod of the same name that KubeSpawner is deleting: its deletion would take the Secret.
+        if metadata is None or field("deletion_timestamp") or field("deletionTimestamp"):
+            return None
+        if start_id is not None and (field("annotations") or {}).get(START_ANNOTATION) != start_id:
+            return None
+        return field("uid")
+
+    async def _renku_own_secret_once_the_pod_exists(self, start_id: str) -> None:
+        """Runs beside the start: the Secret is ownerless only until the pod is created,
+        not for the whole start (a hub dying meanwhile would leave it)."""
+        while True:
+            try:
+                uid = await self._renku_pod_uid(start_id)
+            except Exception:  # noqa: BLE001 - tried again; start() owns it at the end anyway
+                uid = None
+            if uid:
+                await self._renku_own_secret(uid)
+                return
+            await asyncio.sleep(0.5)
+
+    async def _renku_own_secret(self, uid: str | None = None) -> None:
         """Makes the pod the Secret's owner, so Kubernetes deletes it with the pod."""
-        uid = getattr(self, "pod_id", None)
+        uid = uid or await self._renku_pod_uid()
         if not uid:
             return
         owner = {"apiVersion": "v1", "kind": "Pod", "name": self.pod_name, "uid": uid}
@@ -200,6 +247,12 @@ class RenkuSpawnerMixin:
                 self._renku_secret_name,
                 _status(e),
             )
+
+    async def _renku_delete_secret_quietly(self) -> None:
+        try:
+            await self._renku_delete_secret()
+        except Exception as e:  # noqa: BLE001 - owned by the pod, if there is one
+            self.log.warning("renku-notebooks: deleting Secret %s failed: %s", self._renku_secret_name, e)
 
     async def _renku_delete_secret(self) -> None:
         try:
@@ -228,13 +281,26 @@ class RenkuSpawnerMixin:
 
     async def start(self):
         self._renku_starting = True
+        owner = None
         try:
-            token = getattr(self, "_renku_token", None) or await self._renku_current_token()
+            token = getattr(self, "_renku_token", None) or await self._renku_current_token(for_start=True)
             self._renku_token = None
             await self._renku_create_secret(token)
-            url = await maybe_await(super().start())
+            start_id = secrets.token_hex(8)
+            self.extra_annotations = {**(self.extra_annotations or {}), START_ANNOTATION: start_id}
+            owner = asyncio.ensure_future(self._renku_own_secret_once_the_pod_exists(start_id))
+            try:
+                url = await maybe_await(super().start())
+            except BaseException:
+                # No token may outlive a server that failed to start (a pod Kubernetes refused,
+                # say, for a quota): KubeSpawner's poll() then says it is not running, so
+                # JupyterHub never calls stop().
+                await self._renku_delete_secret_quietly()
+                raise
         finally:
             self._renku_starting = False
+            if owner is not None and not owner.done():
+                owner.cancel()
         self._renku_last_sync = time.monotonic()
         await self._renku_own_secret()
         return url

@@ -26,9 +26,13 @@ How the user's GitLab token reaches the pod
 Never in plain text in the pod spec, never in the notebook container. The
 spawner (``RenkuSpawnerMixin`` on top of KubeSpawner, set as
 ``c.JupyterHub.spawner_class``) creates a per-server Secret ``<pod>-git`` with
-the token before it creates the pod, gives it the pod as owner once the pod
-exists (so Kubernetes removes it with the pod whatever deletes the pod) and
-deletes it in ``stop()`` after the pod is gone. The Secret is mounted read-only
+the token before it creates the pod, gives it the pod as owner as soon as the
+pod exists, while the start still waits for it (so Kubernetes removes it with
+the pod whatever deletes the pod, a hub that dies meanwhile included), deletes
+it at once when the start fails (KubeSpawner's ``poll()`` then says the server
+does not run, so JupyterHub never calls ``stop()``) and in ``stop()`` after
+the pod is gone. A start whose token GitLab refuses and cannot be refreshed is
+refused with that reason before anything is created. The Secret is mounted read-only
 at ``/var/run/secrets/renku-notebooks/token`` into the clone init container and
 the autosave sidecar only, which read it at run time (``GIT_ACCESS_TOKEN_FILE``);
 the notebook container has neither the mount nor the variable. The pod does not

@@ -151,6 +151,10 @@ class CoreV1Api:
         self.secrets: dict[str, dict[str, Any]] = {}
         self.calls: list[tuple[str, str, float]] = []
         self.forbid_patch = False
+        # A ResourceQuota the pod exceeds: Kubernetes answers 403 to its creation.
+        self.quota_exceeded = False
+        self.running = asyncio.Event()
+        self.running.set()
         self._uids = 0
 
     def _record(self, what: str, name: str) -> None:
@@ -162,6 +166,9 @@ class CoreV1Api:
     async def create_namespaced_pod(self, namespace: str, body: dict[str, Any]) -> Any:
         assert namespace == NAMESPACE
         name = body["metadata"]["name"]
+        if self.quota_exceeded:
+            self._record("refuse pod", name)
+            raise ApiException(403, "Forbidden: exceeded quota")
         if name in self.pods:
             raise ApiException(409, "AlreadyExists")
         # What the API server does with it: JSON.
@@ -171,6 +178,11 @@ class CoreV1Api:
         self.pods[name] = pod
         self._record("create pod", name)
         return pod
+
+    async def read_namespaced_pod(self, name: str, namespace: str) -> Any:
+        if name not in self.pods:
+            raise ApiException(404, "NotFound")
+        return copy.deepcopy(self.pods[name])
 
     async def delete_namespaced_pod(self, name: str, namespace: str, body: Any = None, grace_period_seconds: Any = None) -> Any:
         self._record(f"delete pod grace={grace_period_seconds}", name)
@@ -327,6 +339,8 @@ class KubeSpawner(Spawner):
             await self.stop(True)
             created = await self.api.create_namespaced_pod(self.namespace, pod)
         self.pod_id = created["metadata"]["uid"]
+        # Until the pod runs (image pull, clone): a test may hold the start here.
+        await self.api.running.wait()
         return f"http://10.0.0.1:8888"
 
     async def stop(self, now: bool = False) -> None:
@@ -384,9 +398,10 @@ class FakeGitLab:
         self.checks += 1
         await asyncio.sleep(0.01)  # the real one waits on GitLab in a thread
         if self.down:
+            # As gitlab_token.py: what it is used for then fails with GitLab's own reason.
             if log:
-                log.warning("GitLab token check failed: GitLab is unreachable")
-            return None
+                log.warning("Cannot check the GitLab token: GitLab is unreachable")
+            return state["access_token"]
         if state["access_token"] in self.valid:
             return state["access_token"]
         if state.get("refresh_token") not in self.refresh_tokens:
@@ -812,7 +827,11 @@ class PodTest(unittest.TestCase):
         self.assertEqual((labels["team"], labels["app"], labels["component"]), ("data", "jupyterhub", "singleuser-server"))
         annotations = pod_of(s)["metadata"]["annotations"]
         self.assertEqual(
-            {k: v for k, v in annotations.items() if k.startswith("renku.io/") and k != "renku.io/username"},
+            {
+                k: v
+                for k, v in annotations.items()
+                if k.startswith("renku.io/") and k not in ("renku.io/username", renku_secret.START_ANNOTATION)
+            },
             {
                 "renku.io/namespace": "group/sub",
                 "renku.io/projectName": "my-project",
@@ -1170,6 +1189,82 @@ class SecretLifecycleTest(unittest.TestCase):
         hub.api.pods[s.pod_name] = {"metadata": {"name": s.pod_name, "uid": "old"}}
         run(hub.spawn(s, user_options()))
         self.assertIn(("delete pod grace=0", s.pod_name), hub.api.ops())
+        self.assertEqual(hub.api.token_in_secret(f"{s.pod_name}-git"), TOKEN)
+
+
+class NoTokenOutlivesAFailedStartTest(unittest.TestCase):
+    def test_a_pod_kubernetes_refuses_leaves_no_secret(self) -> None:
+        hub = Hub()
+        hub.api.quota_exceeded = True
+        s = hub.spawner()
+        with self.assertRaises(ApiException) as caught:
+            run(hub.spawn(s, user_options()))
+        self.assertEqual(caught.exception.status, 403)
+        self.assertEqual(hub.api.secrets, {}, "the token Secret went with the refused start")
+        self.assertEqual(hub.api.ops()[-2:], [("refuse pod", s.pod_name), ("delete secret", f"{s.pod_name}-git")])
+        # JupyterHub calls stop() only when poll() says the server runs; it does not.
+        self.assertEqual(run(s.poll()), 1)
+
+    def test_the_secret_is_owned_by_the_pod_while_the_start_is_pending(self) -> None:
+        # A hub that dies during a long start (image pull, clone) must not leave the token:
+        # the pod owns it as soon as it exists, so deleting the pod deletes it.
+        hub = Hub()
+        s = hub.spawner()
+        name = f"{s.pod_name}-git"
+
+        async def scenario() -> list[tuple[str, str]]:
+            hub.api.running.clear()
+            start = asyncio.ensure_future(hub.spawn(s, user_options()))
+            try:
+                for _ in range(100):
+                    owners = hub.api.secrets.get(name, {}).get("metadata", {}).get("ownerReferences")
+                    if owners:
+                        break
+                    await asyncio.sleep(0.05)
+                self.assertFalse(start.done(), "the start is still pending")
+                self.assertEqual(owners, [{"apiVersion": "v1", "kind": "Pod", "name": s.pod_name, "uid": pod_of(s)["metadata"]["uid"]}])
+                # The hub is gone; whoever deletes the pod takes the token with it.
+                await hub.api.delete_namespaced_pod(name=s.pod_name, namespace=NAMESPACE)
+                self.assertNotIn(name, hub.api.secrets)
+                return hub.api.ops()
+            finally:
+                start.cancel()
+
+        self.assertIn(("garbage-collect secret", name), run(scenario()))
+
+    def test_a_leftover_pod_of_the_same_name_never_owns_the_new_secret(self) -> None:
+        hub = Hub()
+        s = hub.spawner()
+        hub.api.pods[s.pod_name] = {"metadata": {"name": s.pod_name, "uid": "old", "annotations": {}}}
+        run(hub.spawn(s, user_options()))
+        owners = hub.api.secrets[f"{s.pod_name}-git"]["metadata"]["ownerReferences"]
+        self.assertEqual([o["uid"] for o in owners], [pod_of(s)["metadata"]["uid"]])
+
+
+class DeadTokenTest(unittest.TestCase):
+    def test_a_token_gitlab_refuses_and_cannot_refresh_refuses_the_start(self) -> None:
+        gitlab = FakeGitLab()
+        gitlab.expire(TOKEN)
+        gitlab.refresh_tokens.clear()  # the refresh token was used up or revoked
+        hub = Hub(gitlab=gitlab)
+        with self.assertRaises(REFUSED) as caught:
+            run(hub.spawn(hub.spawner(), user_options()))
+        self.assertIn("GitLab refused your access token", refusal(caught.exception))
+        self.assertIn("log in again", refusal(caught.exception))
+        self.assertEqual(hub.api.ops(), [], "no Secret, no pod")
+
+    def test_an_expired_token_that_refreshes_starts(self) -> None:
+        gitlab = FakeGitLab()
+        gitlab.expire(TOKEN)
+        hub = Hub(gitlab=gitlab)
+        s = run(hub.spawn(hub.spawner(), user_options()))
+        self.assertEqual(hub.api.token_in_secret(f"{s.pod_name}-git"), "gl-oauth-fresh-1")
+
+    def test_gitlab_unreachable_at_start_uses_the_stored_token(self) -> None:
+        gitlab = FakeGitLab()
+        gitlab.down = True
+        hub = Hub(gitlab=gitlab)
+        s = run(hub.spawn(hub.spawner(), user_options()))
         self.assertEqual(hub.api.token_in_secret(f"{s.pod_name}-git"), TOKEN)
 
 
