@@ -267,6 +267,9 @@ const cases = [
     values: merge(values, parse(readFileSync(join(chartSource, 'ci', f), 'utf8'))) as Tree,
   })),
 ]
+/** server-options.json from the list in values: option name to option. */
+const optionsObject = (listed: unknown): Tree =>
+  Object.fromEntries((listed as Tree[]).map(({ name, ...option }) => [String(name), option]))
 // Without the hub sub-chart the token must come from somewhere else.
 const withoutHub = ['--set', 'jupyterhub.enabled=false', '--set-string', 'apiToken.existingSecret=hub-token']
 
@@ -396,7 +399,7 @@ t.test('the hub-files ConfigMap carries the spawner config, its modules and both
       `${file} is carried as is`,
     )
   }
-  t.same(JSON.parse(configMap?.data['server-options.json'] ?? 'null'), values.serverOptions)
+  t.same(JSON.parse(configMap?.data['server-options.json'] ?? 'null'), optionsObject(values.serverOptions))
 
   // The hub loads them as z2jh's config does: hub.extraConfig run with `c`, the
   // ConfigMap mounted at extraVolumeMounts[0].mountPath, hub.extraEnv set.
@@ -443,6 +446,40 @@ t.test('the hub-files ConfigMap carries the spawner config, its modules and both
   )
   t.equal(loaded.module, join(mounted, 'gitlab_token.py'), 'gitlab_token imports from beside it')
   t.equal(loaded.options, join(mounted, 'renku_options.py'), 'so do the renku_* modules')
+})
+
+t.test("server options given in values replace the chart's, for the service and the hub alike", async (t) => {
+  const rendered = await Promise.all(cases.map((c) => template(c.args)))
+  const served = (manifests: Manifest[], name: string) =>
+    JSON.parse(
+      (find(manifests, 'ConfigMap', name) as (Manifest & { data: Record<string, string> }) | undefined)?.data[
+        'server-options.json'
+      ] ?? 'null',
+    ) as Tree
+  for (const [i, c] of cases.entries()) {
+    const expected = optionsObject(c.values.serverOptions)
+    t.same(served(rendered[i] ?? [], 'renku-notebooks-server-options'), expected, `${c.name}: the service's`)
+    t.same(served(rendered[i] ?? [], 'renku-notebooks-hub-files'), expected, `${c.name}: the hub's`)
+  }
+  // ci/options-values.yaml offers any number of CPUs from 0.25 to 8: nothing of the
+  // chart's default cpu_request (an enum of 0.5 and 1) may survive, and the hub's own
+  // parser must accept the 2.5 the service offers.
+  const index = cases.findIndex((c) => c.name === 'ci/options-values.yaml')
+  const hubOptions = served(rendered[index] ?? [], 'renku-notebooks-hub-files')
+  t.notOk('options' in (hubOptions.cpu_request as Tree), 'no options list left from the defaults')
+  const optionsFile = join(work, 'options-values-server-options.json')
+  writeFileSync(optionsFile, JSON.stringify(hubOptions))
+  const { stdout } = await run('/usr/bin/python3', [
+    '-c',
+    [
+      'import json, sys',
+      `sys.path.insert(0, ${JSON.stringify(join(chartSource, 'files'))})`,
+      'from renku_options import complete_server_options, load_server_options',
+      `specs = load_server_options(${JSON.stringify(optionsFile)})`,
+      'print(json.dumps(complete_server_options({"cpu_request": 2.5}, specs)["cpu_request"]))',
+    ].join('\n'),
+  ])
+  t.equal(stdout.trim(), '2.5', 'the hub accepts cpu_request 2.5')
 })
 
 t.test('the hub may manage the per-server token Secrets', async (t) => {
