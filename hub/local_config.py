@@ -25,7 +25,8 @@ Run as ``/usr/bin/jupyterhub -f hub/local_config.py`` with the current directory
                                 stops (default: derived from the server's repository URL)
   JHUB_GITLAB_CLIENT_ID         the GitLab OAuth application users log in with; with the secret,
   JHUB_GITLAB_CLIENT_SECRET     lets the hub refresh an expired token (auth_state.refresh_token)
-  JHUB_AUTOSAVE_TIMEOUT         seconds a save at stop time may take (default 20)
+  JHUB_AUTOSAVE_TIMEOUT         seconds a save at stop time may take (default: the chart's,
+                                renku_settings.DEFAULT_AUTOSAVE_TIMEOUT_SECONDS, 45)
   NOTEBOOKS_SERVER_OPTIONS_PATH the server options launches are checked against, the service's
                                 own setting (default config/server-options.json)
   JHUB_POLL_INTERVAL            seconds between the hub's checks that servers still run (default 30)
@@ -91,6 +92,7 @@ AUTOSAVE_SCRIPT = os.path.join(CHART_FILES, "autosave.sh")
 sys.path.insert(0, CHART_FILES)
 from gitlab_token import fresh_gitlab_token  # noqa: E402
 from renku_options import SpawnRefused, load_server_options, parse_user_options, refuse_foreign_autosave  # noqa: E402
+from renku_settings import DEFAULT_AUTOSAVE_TIMEOUT_SECONDS  # noqa: E402
 from prometheus_client import Counter  # noqa: E402 (JupyterHub's own dependency)
 
 # Saves happen here, in the hub, so they are counted in the hub's own /hub/metrics.
@@ -259,7 +261,7 @@ c.JupyterHub.load_roles = roles
 # --- spawner ---------------------------------------------------------------------------------
 
 CLONE_TIMEOUT = env_int("JHUB_CLONE_TIMEOUT", 120)
-AUTOSAVE_TIMEOUT = env_int("JHUB_AUTOSAVE_TIMEOUT", 20)
+AUTOSAVE_TIMEOUT = env_int("JHUB_AUTOSAVE_TIMEOUT", DEFAULT_AUTOSAVE_TIMEOUT_SECONDS)
 # Checking (and refreshing) the token, in all; the save script has AUTOSAVE_TIMEOUT of its own,
 # so a stop takes at most about TOKEN_TIMEOUT + AUTOSAVE_TIMEOUT + 5 s more when GitLab hangs.
 TOKEN_TIMEOUT = 10

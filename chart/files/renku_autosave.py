@@ -1,5 +1,6 @@
 """The ``autosave`` sidecar, whose preStop hook saves the work tree when the pod stops."""
 
+import copy
 from typing import Any
 
 from renku_containers import (
@@ -60,6 +61,6 @@ def build_autosave_container(
         "env": env_list(env),
         "volumeMounts": git_mounts(settings),
         "lifecycle": {"preStop": {"exec": {"command": [literal(p) for p in prestop_command()]}}},
-        "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
+        "resources": copy.deepcopy(dict(settings.git_container_resources)),
         "securityContext": security_context(uid, gid),
     }

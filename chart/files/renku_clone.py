@@ -1,5 +1,6 @@
 """The init container that clones the project at the launch's commit (``clone-repo.sh``)."""
 
+import copy
 from typing import Any
 
 from renku_containers import (
@@ -53,5 +54,6 @@ def build_init_container(launch: Launch, image: str, settings: Settings, uid: An
         "command": [literal(part) for part in clone_command()],
         "env": env_list(env),
         "volumeMounts": git_mounts(settings),
+        "resources": copy.deepcopy(dict(settings.git_container_resources)),
         "securityContext": security_context(uid, gid),
     }

@@ -49,7 +49,7 @@ culler, an admin), a notebook that exited by itself, an eviction or a
 ``kubectl delete`` -- and gives it the pod's termination grace period.
 KubeSpawner deletes pods with ``delete_grace_period`` (default 1 s, which would
 kill the save); this file sets it and the pod's ``terminationGracePeriodSeconds``
-to ``RENKU_NOTEBOOKS_AUTOSAVE_TIMEOUT`` + 15 s (60 s by default): the save is
+to the save's timeout + 15 s (60 s by default): the save is
 bounded by ``AUTOSAVE_TIMEOUT`` and the rest covers starting the hook and the
 sidecar's exit. A relaunch that found an autosave passes ``autosave`` in the
 user options; the clone gets it as ``GIT_AUTOSAVE_BRANCH`` and restores it.
@@ -96,8 +96,10 @@ Settings come from the hub's environment (all optional):
 ``RENKU_NOTEBOOKS_HUB_FILES_DIR``
     Where the hub sees ``gitlab_token.py``. Default
     ``/usr/local/etc/jupyterhub/renku-notebooks``.
-``RENKU_NOTEBOOKS_AUTOSAVE_TIMEOUT``
-    Seconds a save may take (``AUTOSAVE_TIMEOUT``); default 45.
+``RENKU_NOTEBOOKS_HUB_SETTINGS_PATH``
+    ``hub-settings.json``, rendered by the chart from ``gitContainers`` in its
+    values: the seconds a save may take (``AUTOSAVE_TIMEOUT``, 45 by default) and
+    the resources of the clone and the sidecar. Default: in the hub files directory.
 ``RENKU_NOTEBOOKS_TOKEN_SYNC_SECONDS``
     Seconds between token checks of a running server; default 300.
 ``RENKU_NOTEBOOKS_SECRET_PROPAGATION_SECONDS``

@@ -391,7 +391,19 @@ t.test('the hub-files ConfigMap carries the spawner config, its modules and both
     | (Manifest & { data: Record<string, string> })
     | undefined
   t.ok(configMap)
-  t.same(Object.keys(configMap?.data ?? {}).sort(), [...hubFileNames, 'server-options.json'].sort())
+  t.same(
+    Object.keys(configMap?.data ?? {}).sort(),
+    [...hubFileNames, 'hub-settings.json', 'server-options.json'].sort(),
+  )
+  const gitContainers = values.gitContainers as Tree
+  t.same(
+    JSON.parse(configMap?.data['hub-settings.json'] ?? 'null'),
+    {
+      autosaveTimeoutSeconds: gitContainers.autosaveTimeoutSeconds,
+      gitContainerResources: gitContainers.resources,
+    },
+    'the hub settings come from gitContainers',
+  )
   for (const file of hubFileNames) {
     t.equal(
       configMap?.data[file],

@@ -592,6 +592,9 @@ class DefaultsTest(unittest.TestCase):
             path = os.path.join(tmp, "options.json")
             with open(path, "w", encoding="utf-8") as f:
                 json.dump({"cpu_request": {"displayName": "CPUs", "type": "float", "default": 1}}, f)
+            resources = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}}
+            with open(os.path.join(tmp, "hub-settings.json"), "w", encoding="utf-8") as f:
+                json.dump({"autosaveTimeoutSeconds": 100, "gitContainerResources": resources}, f)
             settings = renku_settings.Settings.from_env(
                 {
                     "RENKU_NOTEBOOKS_SERVER_OPTIONS_PATH": path,
@@ -599,7 +602,6 @@ class DefaultsTest(unittest.TestCase):
                     "RENKU_NOTEBOOKS_GIT_IMAGE": "alpine/git:2.47.2",
                     "RENKU_NOTEBOOKS_CLONE_SCRIPT_CONFIGMAP": "other-files",
                     "RENKU_NOTEBOOKS_HUB_FILES_DIR": tmp,
-                    "RENKU_NOTEBOOKS_AUTOSAVE_TIMEOUT": "100",
                     "RENKU_NOTEBOOKS_TOKEN_SYNC_SECONDS": "600",
                     "RENKU_NOTEBOOKS_SECRET_PROPAGATION_SECONDS": "0",
                 }
@@ -608,18 +610,33 @@ class DefaultsTest(unittest.TestCase):
             self.assertEqual(settings.work_dir, "/home/jovyan/work")
             self.assertEqual(settings.hub_files_dir, tmp)
             self.assertEqual((settings.autosave_timeout, settings.termination_grace_seconds), (100, 115))
+            self.assertEqual(settings.git_container_resources, resources)
             self.assertEqual((settings.token_sync_seconds, settings.secret_propagation_seconds), (600, 0))
-            missing = renku_settings.Settings.from_env({"RENKU_NOTEBOOKS_SERVER_OPTIONS_PATH": os.path.join(tmp, "nope.json")})
+            missing = renku_settings.Settings.from_env(
+                {
+                    "RENKU_NOTEBOOKS_SERVER_OPTIONS_PATH": os.path.join(tmp, "nope.json"),
+                    "RENKU_NOTEBOOKS_HUB_SETTINGS_PATH": os.path.join(tmp, "nope.json"),
+                }
+            )
             self.assertEqual(missing.server_options, renku_options.DEFAULT_SERVER_OPTIONS)
             self.assertEqual((missing.autosave_timeout, missing.termination_grace_seconds), (45, 60))
+            self.assertEqual(missing.git_container_resources, renku_settings.DEFAULT_GIT_CONTAINER_RESOURCES)
             for name, bad in (
-                ("RENKU_NOTEBOOKS_AUTOSAVE_TIMEOUT", "0"),
+                ("RENKU_NOTEBOOKS_AUTOSAVE_TIMEOUT", "100"),  # the chart's values decide it now
                 ("RENKU_NOTEBOOKS_TOKEN_SYNC_SECONDS", "5m"),
                 ("RENKU_NOTEBOOKS_SECRET_PROPAGATION_SECONDS", "nan"),
             ):
                 with self.subTest(name=name), self.assertRaises(ValueError) as caught:
                     renku_settings.Settings.from_env({"RENKU_NOTEBOOKS_SERVER_OPTIONS_PATH": path, name: bad})
                 self.assertIn(name, str(caught.exception))
+            for bad_settings in ({"autosaveTimeoutSeconds": "45"}, {"autosaveTimeoutSeconds": 0}, [45]):
+                with self.subTest(hub_settings=bad_settings), self.assertRaises(ValueError):
+                    bad = os.path.join(tmp, "bad-settings.json")
+                    with open(bad, "w", encoding="utf-8") as f:
+                        json.dump(bad_settings, f)
+                    renku_settings.Settings.from_env(
+                        {"RENKU_NOTEBOOKS_SERVER_OPTIONS_PATH": path, "RENKU_NOTEBOOKS_HUB_SETTINGS_PATH": bad}
+                    )
             with open(path, "w", encoding="utf-8") as f:
                 f.write("[1, 2]")
             with self.assertRaises(ValueError):
@@ -632,8 +649,29 @@ class DefaultsTest(unittest.TestCase):
         self.assertEqual(ours(s, renku_autosave.SIDECAR)["image"], "alpine/git:2.47.2")
         self.assertEqual(env_of(ours(s, renku_autosave.SIDECAR))["AUTOSAVE_TIMEOUT"], "100")
         self.assertEqual(s.delete_grace_period, 115)
+        for name in (renku_clone.INIT_CONTAINER, renku_autosave.SIDECAR):
+            self.assertEqual(container(pod_of(s), name)["resources"], resources, name)
         script = next(v for v in s.volumes if v["name"] == renku_containers.SCRIPT_VOLUME)
         self.assertEqual(script["configMap"]["name"], "other-files")
+
+
+class ChartValuesTest(unittest.TestCase):
+    def test_the_python_defaults_are_the_charts(self) -> None:
+        # A hub without hub-settings.json (and the local stack) uses the chart's defaults.
+        import yaml
+
+        values = yaml.safe_load((ROOT / "chart" / "values.yaml").read_text(encoding="utf-8"))
+        git = values["gitContainers"]
+        self.assertEqual(git["autosaveTimeoutSeconds"], renku_settings.DEFAULT_AUTOSAVE_TIMEOUT_SECONDS)
+        self.assertEqual(git["resources"], renku_settings.DEFAULT_GIT_CONTAINER_RESOURCES)
+
+    def test_git_containers_have_limits_by_default(self) -> None:
+        # A namespace whose ResourceQuota requires limits refuses every container without them.
+        s = spawn(user_options())
+        for name in (renku_clone.INIT_CONTAINER, renku_autosave.SIDECAR):
+            resources = container(pod_of(s), name)["resources"]
+            self.assertEqual(set(resources["limits"]), {"cpu", "memory"}, name)
+            self.assertEqual(set(resources["requests"]), {"cpu", "memory"}, name)
 
 
 class ServerOptionsTest(unittest.TestCase):
