@@ -25,10 +25,18 @@ Run as ``/usr/bin/jupyterhub -f hub/local_config.py`` with the current directory
                                 stops (default: derived from the server's repository URL)
   JHUB_GITLAB_CLIENT_ID         the GitLab OAuth application users log in with; with the secret,
   JHUB_GITLAB_CLIENT_SECRET     lets the hub refresh an expired token (auth_state.refresh_token)
-  JHUB_AUTOSAVE_TIMEOUT         seconds a save at stop time may take (default 20)
+  JHUB_AUTOSAVE_TIMEOUT         seconds a save at stop time may take (default: the chart's,
+                                renku_settings.DEFAULT_AUTOSAVE_TIMEOUT_SECONDS, 45)
+  NOTEBOOKS_SERVER_OPTIONS_PATH the server options launches are checked against, the service's
+                                own setting (default config/server-options.json)
   JHUB_POLL_INTERVAL            seconds between the hub's checks that servers still run (default 30)
   JHUB_LEGACY_ADMIN             "1": also give the notebooks service the legacy admin flag
   JHUB_LOG_LEVEL                hub log level (default INFO)
+
+Launches are checked as the chart's hub checks them, with chart/files/renku_options.py: options
+it refuses fail the start with its reason. Harnesses may also start a bare server (no launch
+options) and slow or fail a start with `jhub_test_delay` (seconds) and `jhub_test_fail`
+("raise" or "exit"), which only this hub knows.
 
 Every process the hub starts carries JHUB_MARKER=<run dir> in its environment, so a harness
 can find and kill leftovers of *this* hub by PID (never by name: other hubs may run).
@@ -83,6 +91,8 @@ AUTOSAVE_SCRIPT = os.path.join(CHART_FILES, "autosave.sh")
 # The same token refresh as the Kubernetes spawner config (the chart mounts it beside it).
 sys.path.insert(0, CHART_FILES)
 from gitlab_token import fresh_gitlab_token  # noqa: E402
+from renku_options import SpawnRefused, load_server_options, parse_user_options, refuse_foreign_autosave  # noqa: E402
+from renku_settings import DEFAULT_AUTOSAVE_TIMEOUT_SECONDS  # noqa: E402
 from prometheus_client import Counter  # noqa: E402 (JupyterHub's own dependency)
 
 # Saves happen here, in the hub, so they are counted in the hub's own /hub/metrics.
@@ -251,13 +261,19 @@ c.JupyterHub.load_roles = roles
 # --- spawner ---------------------------------------------------------------------------------
 
 CLONE_TIMEOUT = env_int("JHUB_CLONE_TIMEOUT", 120)
-AUTOSAVE_TIMEOUT = env_int("JHUB_AUTOSAVE_TIMEOUT", 20)
+AUTOSAVE_TIMEOUT = env_int("JHUB_AUTOSAVE_TIMEOUT", DEFAULT_AUTOSAVE_TIMEOUT_SECONDS)
 # Checking (and refreshing) the token, in all; the save script has AUTOSAVE_TIMEOUT of its own,
 # so a stop takes at most about TOKEN_TIMEOUT + AUTOSAVE_TIMEOUT + 5 s more when GitLab hangs.
 TOKEN_TIMEOUT = 10
 GITLAB_URL = env("JHUB_GITLAB_URL")
 GITLAB_CLIENT_ID = env("JHUB_GITLAB_CLIENT_ID")
 GITLAB_CLIENT_SECRET = env("JHUB_GITLAB_CLIENT_SECRET")
+# The service's own server options: the hub checks launches against the same copy.
+SERVER_OPTIONS = load_server_options(
+    env("NOTEBOOKS_SERVER_OPTIONS_PATH", os.path.join(HERE, "..", "config", "server-options.json"))
+)
+# Options only the local hub knows, for harnesses (see the module docstring).
+HARNESS_OPTIONS = ("jhub_test_delay", "jhub_test_fail")
 SINGLEUSER = "/usr/bin/jupyterhub-singleuser"
 SINGLEUSER_CMD = [SINGLEUSER] if os.path.exists(SINGLEUSER) else ["jupyterhub-singleuser"]
 
@@ -326,19 +342,18 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
         err.jupyterhub_message = message
         raise err
 
-    async def _clone(self, opts, target, token):
-        server_options = opts.get("server_options") or {}
-        lfs = server_options.get("lfs_auto_fetch") is True
+    async def _clone(self, launch, target, token):
+        lfs = launch.server_options.get("lfs_auto_fetch") is True
         clone_env = {
-            "GIT_REPOSITORY_URL": str(opts.get("repository") or ""),
-            "GIT_COMMIT_SHA": str(opts.get("commit_sha") or ""),
-            "GIT_BRANCH": str(opts.get("branch") or ""),
+            "GIT_REPOSITORY_URL": launch.repository,
+            "GIT_COMMIT_SHA": launch.commit_sha,
+            "GIT_BRANCH": launch.branch,
             "GIT_TARGET_DIR": target,
             "GIT_LFS_AUTO_FETCH": "true" if lfs else "false",
             "GIT_ACCESS_TOKEN": token or "",
         }
-        if isinstance(opts.get("autosave"), str) and opts["autosave"]:
-            clone_env["GIT_AUTOSAVE_BRANCH"] = opts["autosave"]
+        if launch.autosave:
+            clone_env["GIT_AUTOSAVE_BRANCH"] = launch.autosave
         finished, returncode, text = await self._run_script(CLONE_SCRIPT, clone_env, CLONE_TIMEOUT, token)
         if not finished:
             self._fail(f"cloning {clone_env['GIT_REPOSITORY_URL']} timed out after {CLONE_TIMEOUT} s")
@@ -486,6 +501,16 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
 
     async def start(self):
         opts = dict(self.user_options or {})
+        harness = {key: opts.pop(key) for key in HARNESS_OPTIONS if key in opts}
+        launch = None
+        if opts:
+            # The production parser, on the service's server options: what the chart's hub refuses,
+            # this one refuses too.
+            try:
+                launch = parse_user_options(opts, SERVER_OPTIONS)
+                refuse_foreign_autosave(launch, self.user.name)
+            except SpawnRefused as e:
+                self._fail(str(e))
         user = _safe(self.user.name)
         server = _safe(self.name)
         self._append_log(f"[{_now()}] starting {self.user.name}/{self.name}")
@@ -493,43 +518,43 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
         if os.path.exists(self._work_dir()):
             # Left by a hub that ended without stopping the server: never silently reused, as a
             # new pod starts empty; its work is saved first, as at a stop.
-            if self.autosave_launch is None and opts.get("repository"):
-                self.autosave_launch = self._launch_of(opts)
+            if self.autosave_launch is None and launch is not None:
+                self.autosave_launch = self._launch_of(launch)
             await self._save_work("left from an earlier run")
 
         with open(os.path.join(SPAWNED_DIR, f"{user}--{server}.json"), "w") as f:
-            json.dump(opts, f, indent=2, sort_keys=True)
+            json.dump(dict(self.user_options or {}), f, indent=2, sort_keys=True)
 
-        if opts.get("jhub_test_delay"):
-            await asyncio.sleep(float(opts["jhub_test_delay"]))
-        if opts.get("jhub_test_fail") == "raise":
+        if harness.get("jhub_test_delay"):
+            await asyncio.sleep(float(harness["jhub_test_delay"]))
+        if harness.get("jhub_test_fail") == "raise":
             self._fail("jhub_test_fail asked this spawn to fail")
 
         work = os.path.join(WORK_DIR, user, server)
-        if opts.get("repository"):
-            target = os.path.join(work, _safe(opts.get("project") or "project"))
+        if launch is not None:
+            target = os.path.join(work, _safe(launch.project))
             # From here on a stop saves what is in the work tree (also after a failed clone).
-            self.autosave_launch = self._launch_of(opts)
+            self.autosave_launch = self._launch_of(launch)
             auth_state = await self.user.get_auth_state() or {}
-            self._report_clone(opts)  # progress(): the `cloning` step
-            await self._clone(opts, target, auth_state.get("access_token"))
+            self._report_clone(launch)  # progress(): the `cloning` step
+            await self._clone(launch, target, auth_state.get("access_token"))
         else:
             target = work
             os.makedirs(target, exist_ok=True)
         self.notebook_dir = _escape_format(target)
 
-        server_options = opts.get("server_options") or {}
+        server_options = launch.server_options if launch is not None else {}
         default_url = str(server_options.get("defaultUrl") or "/tree")
         # Only the classic notebook is installed here: it has no /lab.
         if default_url == "/lab" or default_url.startswith("/lab/"):
             default_url = "/tree"
-        notebook = opts.get("notebook")
+        notebook = launch.notebook if launch is not None else None
         if notebook and os.path.isfile(os.path.join(target, str(notebook).lstrip("/"))):
             default_url = "/notebooks/" + str(notebook).lstrip("/")
         self.default_url = _escape_format(default_url)
 
         # The spawner object is reused when the same server starts again: reset the command.
-        self.cmd = ["/bin/sh", "-c", "exit 3"] if opts.get("jhub_test_fail") == "exit" else SINGLEUSER_CMD
+        self.cmd = ["/bin/sh", "-c", "exit 3"] if harness.get("jhub_test_fail") == "exit" else SINGLEUSER_CMD
 
         self._report(80, "Starting the notebook server")  # progress(): the `starting` step
         # The server's output goes to the per-server log file.
@@ -540,14 +565,14 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
         finally:
             log.close()
 
-    def _launch_of(self, opts):
+    def _launch_of(self, launch):
         return {
-            "target": os.path.join(self._work_dir(), _safe(opts.get("project") or "project")),
-            "namespace": str(opts.get("namespace") or ""),
-            "project": str(opts.get("project") or ""),
-            "branch": str(opts.get("branch") or ""),
-            "commit_sha": str(opts.get("commit_sha") or ""),
-            "repository": str(opts.get("repository") or ""),
+            "target": os.path.join(self._work_dir(), _safe(launch.project)),
+            "namespace": launch.namespace,
+            "project": launch.project,
+            "branch": launch.branch,
+            "commit_sha": launch.commit_sha,
+            "repository": launch.repository,
         }
 
     # --- progress: the steps of a start for the hub's progress stream (Spawner.progress) --------
@@ -574,13 +599,11 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
         self._launch_events.append({"progress": progress, "message": message})
         self._wake_progress()
 
-    def _report_clone(self, opts):
-        autosave = opts.get("autosave")
-        if autosave:
-            self._report(60, f"Restoring autosave {autosave} into a fresh clone of the repository")
+    def _report_clone(self, launch):
+        if launch.autosave:
+            self._report(60, f"Restoring autosave {launch.autosave} into a fresh clone of the repository")
         else:
-            sha = str(opts.get("commit_sha") or "")[:7]
-            self._report(60, f"Cloning the repository {opts.get('repository')} at {sha}")
+            self._report(60, f"Cloning the repository {launch.repository} at {launch.commit_sha[:7]}")
 
     async def progress(self):
         """Every step of this start so far, then each new one until the hub stops asking (it

@@ -11,7 +11,8 @@
 #   GIT_REPOSITORY_URL     where to push; optional, the work tree's origin by default. Spawners
 #                          pass the launch's URL, so that an edited .git/config cannot send the
 #                          token elsewhere.
-#   AUTOSAVE_TIMEOUT       seconds the whole save may take (default 20)
+#   AUTOSAVE_TIMEOUT       seconds the whole save may take (both hubs set it; default 45,
+#                          chart/values.yaml's gitContainers.autosaveTimeoutSeconds)
 #
 # Unsaved work is: changes to tracked files, untracked files that .gitignore does not exclude,
 # and local commits the remote lacks. It is pushed as one commit (parent: the local HEAD, tree:
@@ -35,7 +36,7 @@ fail() {
   exit 1
 }
 
-timeout_s=${AUTOSAVE_TIMEOUT:-20}
+timeout_s=${AUTOSAVE_TIMEOUT:-45}
 case "$timeout_s" in
   '' | *[!0-9]*) fail "AUTOSAVE_TIMEOUT '$timeout_s' is not a whole number of seconds" ;;
 esac

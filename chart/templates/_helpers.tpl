@@ -95,3 +95,18 @@ the hub's own name when z2jh creates it (its default), else "default".
 {{- print "default" }}
 {{- end }}
 {{- end }}
+
+{{/*
+server-options.json, as the service and the hub's spawner config read it: an object of
+option name to option, from the list in `serverOptions`.
+*/}}
+{{- define "renku-notebooks.serverOptionsJson" -}}
+{{- $options := dict }}
+{{- range .Values.serverOptions }}
+{{- if hasKey $options .name }}
+{{- fail (printf "serverOptions: %q is listed twice" .name) }}
+{{- end }}
+{{- $_ := set $options .name (omit . "name") }}
+{{- end }}
+{{- toPrettyJson $options }}
+{{- end }}

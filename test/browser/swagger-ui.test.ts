@@ -90,6 +90,7 @@ t.test('Swagger UI: log in through the hub, list and launch servers', async (t) 
         project: world.projects.demo.path,
         branch: 'master',
         commit_sha: world.commits.demo.masterFirst,
+        project_id: world.projects.demo.id,
         repository: `${stack.gitlab.url}/${world.projects.demo.namespace.fullPath}/${world.projects.demo.path}.git`,
         jhub_test_delay: 4,
       })

@@ -78,10 +78,13 @@ const pinned = parse(readFileSync(join(chartSource, 'Chart.yaml'), 'utf8')) as {
   dependencies: { name: string; version: string }[]
 }
 const z2jh = pinned.dependencies.find((d) => d.name === 'jupyterhub')
-// Written by other parts of the project; a copy without them still renders (with a placeholder).
-const hubFileNames = ['spawner_config.py', 'gitlab_token.py', 'clone-repo.sh', 'autosave.sh']
+// Every file of chart/files goes to the hub (the spawner config, its modules, the scripts).
+const hubFileNames = readdirSync(join(chartSource, 'files'), { withFileTypes: true })
+  .filter((entry) => entry.isFile())
+  .map((entry) => entry.name)
+  .sort()
 
-/** A copy of the chart with the z2jh stand-in in charts/ and placeholders for missing hub files. */
+/** A copy of the chart with the z2jh stand-in in charts/. */
 function chartCopy(parent: string, name: string): string {
   const dir = join(parent, name)
   cpSync(chartSource, dir, { recursive: true })
@@ -96,10 +99,6 @@ function chartCopy(parent: string, name: string): string {
     join(sub, 'templates', '_helpers.tpl'),
     '{{- define "jupyterhub.hub.fullname" -}}\n{{- with .Values.jupyterhub }}{{ with .fullnameOverride }}{{ . }}-{{ end }}{{ end }}hub\n{{- end }}\n',
   )
-  for (const file of hubFileNames) {
-    const path = join(dir, 'files', file)
-    if (!existsSync(path)) writeFileSync(path, `# placeholder for chart/files/${file}\n`)
-  }
   return dir
 }
 
@@ -268,6 +267,9 @@ const cases = [
     values: merge(values, parse(readFileSync(join(chartSource, 'ci', f), 'utf8'))) as Tree,
   })),
 ]
+/** server-options.json from the list in values: option name to option. */
+const optionsObject = (listed: unknown): Tree =>
+  Object.fromEntries((listed as Tree[]).map(({ name, ...option }) => [String(name), option]))
 // Without the hub sub-chart the token must come from somewhere else.
 const withoutHub = ['--set', 'jupyterhub.enabled=false', '--set-string', 'apiToken.existingSecret=hub-token']
 
@@ -383,13 +385,25 @@ t.test('the service exposes metrics on their own port, never behind the proxy', 
   )
 })
 
-t.test('the hub-files ConfigMap carries the spawner config, its module and both scripts', async (t) => {
+t.test('the hub-files ConfigMap carries the spawner config, its modules and both scripts', async (t) => {
   const manifests = await template([])
   const configMap = find(manifests, 'ConfigMap', 'renku-notebooks-hub-files') as
     | (Manifest & { data: Record<string, string> })
     | undefined
   t.ok(configMap)
-  t.same(Object.keys(configMap?.data ?? {}).sort(), [...hubFileNames, 'server-options.json'].sort())
+  t.same(
+    Object.keys(configMap?.data ?? {}).sort(),
+    [...hubFileNames, 'hub-settings.json', 'server-options.json'].sort(),
+  )
+  const gitContainers = values.gitContainers as Tree
+  t.same(
+    JSON.parse(configMap?.data['hub-settings.json'] ?? 'null'),
+    {
+      autosaveTimeoutSeconds: gitContainers.autosaveTimeoutSeconds,
+      gitContainerResources: gitContainers.resources,
+    },
+    'the hub settings come from gitContainers',
+  )
   for (const file of hubFileNames) {
     t.equal(
       configMap?.data[file],
@@ -397,7 +411,7 @@ t.test('the hub-files ConfigMap carries the spawner config, its module and both 
       `${file} is carried as is`,
     )
   }
-  t.same(JSON.parse(configMap?.data['server-options.json'] ?? 'null'), values.serverOptions)
+  t.same(JSON.parse(configMap?.data['server-options.json'] ?? 'null'), optionsObject(values.serverOptions))
 
   // The hub loads them as z2jh's config does: hub.extraConfig run with `c`, the
   // ConfigMap mounted at extraVolumeMounts[0].mountPath, hub.extraEnv set.
@@ -420,18 +434,64 @@ t.test('the hub-files ConfigMap carries the spawner config, its module and both 
     'import types, test_spawner_config',
     'sys.modules["kubespawner"] = types.ModuleType("kubespawner")',
     'sys.modules["kubespawner"].KubeSpawner = test_spawner_config.KubeSpawner',
+    // The stand-in imported the repository's copies of the modules: the hub must load the mounted ones.
+    'for name in [n for n in sys.modules if n.startswith("renku_")]: del sys.modules[name]',
+    `sys.path.remove(${JSON.stringify(join(chartSource, 'files'))})`,
     `exec(${JSON.stringify(relocate(Object.values(hub.extraConfig).join('\n')))})`,
-    'import gitlab_token',
-    'print(json.dumps({"hook": callable(c.KubeSpawner.pre_spawn_hook), "module": gitlab_token.__file__}))',
+    'import gitlab_token, renku_options',
+    'print(json.dumps({"hook": callable(c.KubeSpawner.pre_spawn_hook) and c.JupyterHub.spawner_class.__name__ == "RenkuKubeSpawner", "module": gitlab_token.__file__, "options": renku_options.__file__}))',
   ].join('\n')
   const hubEnv = Object.fromEntries(Object.entries(hub.extraEnv).map(([k, v]) => [k, relocate(v)]))
   const { stdout } = await run('/usr/bin/python3', ['-c', script], {
     env: { PATH: process.env.PATH, ...hubEnv },
     cwd: work,
   })
-  const loaded = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as { hook: boolean; module: string }
-  t.equal(loaded.hook, true, 'extraConfig installs the pre-spawn hook from the mounted spawner_config.py')
+  const loaded = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as {
+    hook: boolean
+    module: string
+    options: string
+  }
+  t.equal(
+    loaded.hook,
+    true,
+    'extraConfig installs the spawner class and its hook from the mounted spawner_config.py',
+  )
   t.equal(loaded.module, join(mounted, 'gitlab_token.py'), 'gitlab_token imports from beside it')
+  t.equal(loaded.options, join(mounted, 'renku_options.py'), 'so do the renku_* modules')
+})
+
+t.test("server options given in values replace the chart's, for the service and the hub alike", async (t) => {
+  const rendered = await Promise.all(cases.map((c) => template(c.args)))
+  const served = (manifests: Manifest[], name: string) =>
+    JSON.parse(
+      (find(manifests, 'ConfigMap', name) as (Manifest & { data: Record<string, string> }) | undefined)?.data[
+        'server-options.json'
+      ] ?? 'null',
+    ) as Tree
+  for (const [i, c] of cases.entries()) {
+    const expected = optionsObject(c.values.serverOptions)
+    t.same(served(rendered[i] ?? [], 'renku-notebooks-server-options'), expected, `${c.name}: the service's`)
+    t.same(served(rendered[i] ?? [], 'renku-notebooks-hub-files'), expected, `${c.name}: the hub's`)
+  }
+  // ci/options-values.yaml offers any number of CPUs from 0.25 to 8: nothing of the
+  // chart's default cpu_request (an enum of 0.5 and 1) may survive, and the hub's own
+  // parser must accept the 2.5 the service offers.
+  const index = cases.findIndex((c) => c.name === 'ci/options-values.yaml')
+  const hubOptions = served(rendered[index] ?? [], 'renku-notebooks-hub-files')
+  t.notOk('options' in (hubOptions.cpu_request as Tree), 'no options list left from the defaults')
+  const optionsFile = join(work, 'options-values-server-options.json')
+  writeFileSync(optionsFile, JSON.stringify(hubOptions))
+  const { stdout } = await run('/usr/bin/python3', [
+    '-c',
+    [
+      'import json, sys',
+      `sys.path.insert(0, ${JSON.stringify(join(chartSource, 'files'))})`,
+      'from renku_options import complete_server_options, load_server_options',
+      `specs = load_server_options(${JSON.stringify(optionsFile)})`,
+      'print(json.dumps(complete_server_options({"cpu_request": 2.5}, specs)["cpu_request"]))',
+    ].join('\n'),
+  ])
+  t.equal(stdout.trim(), '2.5', 'the hub accepts cpu_request 2.5')
 })
 
 t.test('the hub may manage the per-server token Secrets', async (t) => {

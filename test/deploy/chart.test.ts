@@ -76,9 +76,19 @@ t.test('values.yaml and each ci/*-values.yaml validate against values.schema.jso
   t.notOk(validate(merge(values, { replicas: 2 })), 'an unknown top-level key is refused')
   t.notOk(
     validate(
-      merge(values, { serverOptions: { threads: { displayName: 'Threads', type: 'enum', default: 1 } } }),
+      merge(values, {
+        serverOptions: [{ name: 'threads', displayName: 'Threads', type: 'enum', default: 1 }],
+      }),
     ),
     'an enum option without options is refused',
+  )
+  t.notOk(
+    validate(
+      merge(values, {
+        serverOptions: { cpu_request: { displayName: 'CPUs', type: 'float', default: 1 } },
+      }),
+    ),
+    'server options as a map (which Helm would merge into the defaults) are refused',
   )
   t.notOk(
     validate(merge(values, { config: { jupyterhub: { origin: 'https://hub.example.test/path' } } })),
@@ -88,7 +98,8 @@ t.test('values.yaml and each ci/*-values.yaml validate against values.schema.jso
 
 t.test("the default serverOptions are the service's bundled server options", async (t) => {
   const bundled = JSON.parse(readFileSync(join(root, 'config', 'server-options.json'), 'utf8')) as unknown
-  t.same(values.serverOptions, bundled)
+  const listed = values.serverOptions as { name: string }[]
+  t.same(Object.fromEntries(listed.map(({ name, ...option }) => [name, option])), bundled)
 })
 
 t.test('secrets are marked in the schema and empty by default', async (t) => {

@@ -42,6 +42,7 @@ async function slowStart(name: string, options: Record<string, unknown> = {}): P
     project: 'demo-project',
     branch: 'master',
     commit_sha: world.commits.demo.masterFirst,
+    project_id: 101,
     repository: `${gitlab.url}/demo-group/demo-project.git`,
     jhub_test_delay: 3,
     ...options,

@@ -1,4 +1,4 @@
-"""Tests of chart/files/spawner_config.py against a stand-in KubeSpawner (no hub, no cluster).
+"""Tests of chart/files/spawner_config.py and its modules against a stand-in KubeSpawner (no hub, no cluster).
 
 The stand-in is built on JupyterHub's own ``Spawner`` with KubeSpawner 7.0.0's traits
 (types and defaults as KubeSpawner declares them: ``uid``/``gid`` integer or callable,
@@ -39,15 +39,27 @@ from traitlets import Dict, Integer, List, Unicode, Union
 from traitlets.config import Config
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG_FILE = ROOT / "chart" / "files" / "spawner_config.py"
+CHART_FILES = ROOT / "chart" / "files"
+CONFIG_FILE = CHART_FILES / "spawner_config.py"
 SERVER_OPTIONS_FILE = ROOT / "config" / "server-options.json"
+# As the hub's extraConfig does: the modules beside spawner_config.py are importable.
+if str(CHART_FILES) not in sys.path:
+    sys.path.insert(0, str(CHART_FILES))
+
+import renku_autosave  # noqa: E402
+import renku_clone  # noqa: E402
+import renku_containers  # noqa: E402
+import renku_hooks  # noqa: E402
+import renku_options  # noqa: E402
+import renku_pod  # noqa: E402
+import renku_secret  # noqa: E402
+import renku_settings  # noqa: E402
 
 
 def load_module() -> types.ModuleType:
     spec = importlib.util.spec_from_file_location("renku_spawner_config", CONFIG_FILE)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -139,6 +151,10 @@ class CoreV1Api:
         self.secrets: dict[str, dict[str, Any]] = {}
         self.calls: list[tuple[str, str, float]] = []
         self.forbid_patch = False
+        # A ResourceQuota the pod exceeds: Kubernetes answers 403 to its creation.
+        self.quota_exceeded = False
+        self.running = asyncio.Event()
+        self.running.set()
         self._uids = 0
 
     def _record(self, what: str, name: str) -> None:
@@ -150,6 +166,9 @@ class CoreV1Api:
     async def create_namespaced_pod(self, namespace: str, body: dict[str, Any]) -> Any:
         assert namespace == NAMESPACE
         name = body["metadata"]["name"]
+        if self.quota_exceeded:
+            self._record("refuse pod", name)
+            raise ApiException(403, "Forbidden: exceeded quota")
         if name in self.pods:
             raise ApiException(409, "AlreadyExists")
         # What the API server does with it: JSON.
@@ -159,6 +178,11 @@ class CoreV1Api:
         self.pods[name] = pod
         self._record("create pod", name)
         return pod
+
+    async def read_namespaced_pod(self, name: str, namespace: str) -> Any:
+        if name not in self.pods:
+            raise ApiException(404, "NotFound")
+        return copy.deepcopy(self.pods[name])
 
     async def delete_namespaced_pod(self, name: str, namespace: str, body: Any = None, grace_period_seconds: Any = None) -> Any:
         self._record(f"delete pod grace={grace_period_seconds}", name)
@@ -264,7 +288,7 @@ class KubeSpawner(Spawner):
 
     async def get_pod_manifest(self) -> dict[str, Any]:
         async def resolve(v: Any) -> Any:
-            return await sc._maybe_await(v(self)) if callable(v) else v
+            return await renku_secret.maybe_await(v(self)) if callable(v) else v
 
         uid, gid, fs_gid = await resolve(self.uid), await resolve(self.gid), await resolve(self.fs_gid)
         env = self.get_env()
@@ -315,6 +339,8 @@ class KubeSpawner(Spawner):
             await self.stop(True)
             created = await self.api.create_namespaced_pod(self.namespace, pod)
         self.pod_id = created["metadata"]["uid"]
+        # Until the pod runs (image pull, clone): a test may hold the start here.
+        await self.api.running.wait()
         return f"http://10.0.0.1:8888"
 
     async def stop(self, now: bool = False) -> None:
@@ -372,9 +398,10 @@ class FakeGitLab:
         self.checks += 1
         await asyncio.sleep(0.01)  # the real one waits on GitLab in a thread
         if self.down:
+            # As gitlab_token.py: what it is used for then fails with GitLab's own reason.
             if log:
-                log.warning("GitLab token check failed: GitLab is unreachable")
-            return None
+                log.warning("Cannot check the GitLab token: GitLab is unreachable")
+            return state["access_token"]
         if state["access_token"] in self.valid:
             return state["access_token"]
         if state.get("refresh_token") not in self.refresh_tokens:
@@ -412,30 +439,41 @@ def z2jh_config() -> Config:
     return c
 
 
-SETTINGS = sc.Settings(server_options=copy.deepcopy(sc.DEFAULT_SERVER_OPTIONS), secret_propagation_seconds=0)
+SETTINGS = renku_settings.Settings(server_options=copy.deepcopy(renku_options.DEFAULT_SERVER_OPTIONS), secret_propagation_seconds=0)
 
 
 class Hub:
-    """One hub: the config as the hub loads it, its spawner class, its users' spawners."""
+    """One hub: the config as the hub loads it, its spawner class, its users' spawners.
+
+    By default JupyterHub 5.3's (production's, z2jh 4.2): the stand-in KubeSpawner
+    declares ``apply_user_options`` and ``spawn`` calls it before ``pre_spawn_hook``.
+    ``jupyterhub_3`` is the Debian hub these tests run in: no ``apply_user_options``.
+    ``test_spawner_config_jupyterhub3.py`` runs every test that way too.
+    """
+
+    # Set by test_spawner_config_jupyterhub3.py for the whole suite.
+    default_jupyterhub_3 = False
 
     def __init__(
         self,
         settings: Any = SETTINGS,
         c: Config | None = None,
         gitlab: FakeGitLab | None = None,
-        jupyterhub_53: bool = False,
+        jupyterhub_3: bool | None = None,
         refresher: bool = True,
     ) -> None:
         self.c = c or z2jh_config()
         self.gitlab = gitlab or FakeGitLab()
         self.api = CoreV1Api()
-        self.jupyterhub_53 = jupyterhub_53
-        sc.configure(
+        self.jupyterhub_3 = Hub.default_jupyterhub_3 if jupyterhub_3 is None else jupyterhub_3
+        self.unhandled_user_options = 0
+        renku_hooks.configure(
             self.c,
             settings,
             spawner_base=KubeSpawner,
             fresh_gitlab_token=self.gitlab.fresh_gitlab_token if refresher else None,
-            apply_user_options=jupyterhub_53,
+            # KubeSpawner here is 5.3-shaped: say so when this hub is a 3.x.
+            apply_user_options=False if self.jupyterhub_3 else None,
         )
         self.spawner_class = self.c.JupyterHub.spawner_class
         self.users: dict[str, FakeUser] = {}
@@ -456,11 +494,28 @@ class Hub:
     async def spawn(self, spawner: Any, options: Any) -> Any:
         """What User.spawn does: apply_user_options (5.3+), pre_spawn_hook, start."""
         spawner.user_options = options
-        if self.jupyterhub_53:
-            await sc._maybe_await(spawner.apply_user_options(spawner, options))
-        await sc._maybe_await(spawner.run_pre_spawn_hook())
+        if not self.jupyterhub_3:
+            # JupyterHub 5.3's Spawner._run_apply_user_options.
+            hook = spawner.apply_user_options
+            if callable(hook):
+                await renku_secret.maybe_await(hook(spawner, options))
+            elif options:
+                self.unhandled_user_options += 1
+        await renku_secret.maybe_await(spawner.run_pre_spawn_hook())
         await spawner.start()
         return spawner
+
+
+# How the hub hears a refused launch: a SpawnRefused from pre_spawn_hook (3.x), an
+# HTTPError 400 carrying the same sentence from apply_user_options (5.3).
+REFUSED = (renku_options.SpawnRefused, HTTPError)
+
+
+def refusal(error: BaseException) -> str:
+    """The sentence a person sees: JupyterHub shows `jupyterhub_message` in the progress stream."""
+    message = getattr(error, "jupyterhub_message", None)
+    assert isinstance(message, str), f"{error!r} carries no message for the user"
+    return message
 
 
 def run(coroutine: Any) -> Any:
@@ -503,8 +558,8 @@ def container(pod: dict[str, Any], name: str) -> dict[str, Any]:
     return next(c for c in spec["containers"] + spec["initContainers"] if c["name"] == name)
 
 
-def ours(spawner: Any, name: str = sc.INIT_CONTAINER) -> dict[str, Any]:
-    items = spawner.init_containers if name == sc.INIT_CONTAINER else spawner.extra_containers
+def ours(spawner: Any, name: str = renku_clone.INIT_CONTAINER) -> dict[str, Any]:
+    items = spawner.init_containers if name == renku_clone.INIT_CONTAINER else spawner.extra_containers
     items = list(items.values()) if isinstance(items, dict) else items
     return next(i for i in items if isinstance(i, dict) and i["name"] == name)
 
@@ -513,7 +568,7 @@ class DefaultsTest(unittest.TestCase):
     def test_bundled_options_match_the_built_in_defaults(self) -> None:
         # The hub falls back to the built-in table; it must equal the service's bundled file.
         with open(SERVER_OPTIONS_FILE, encoding="utf-8") as f:
-            self.assertEqual(json.load(f), sc.DEFAULT_SERVER_OPTIONS)
+            self.assertEqual(json.load(f), renku_options.DEFAULT_SERVER_OPTIONS)
 
     def test_missing_server_options_take_defaults(self) -> None:
         s = spawn(user_options(server_options=...))
@@ -523,8 +578,8 @@ class DefaultsTest(unittest.TestCase):
         self.assertEqual(s.mem_limit, 1_000_000_000)
         self.assertNotIn("nvidia.com/gpu", s.extra_resource_limits)
         self.assertEqual(s.default_url, "/lab")
-        work = next(v for v in s.volumes if v["name"] == sc.WORK_VOLUME)
-        self.assertEqual(work, {"name": sc.WORK_VOLUME, "emptyDir": {"sizeLimit": "1G"}})
+        work = next(v for v in s.volumes if v["name"] == renku_containers.WORK_VOLUME)
+        self.assertEqual(work, {"name": renku_containers.WORK_VOLUME, "emptyDir": {"sizeLimit": "1G"}})
         self.assertEqual(env_of(ours(s))["GIT_LFS_AUTO_FETCH"], "false")
 
     def test_partial_server_options_fill_the_rest(self) -> None:
@@ -537,14 +592,16 @@ class DefaultsTest(unittest.TestCase):
             path = os.path.join(tmp, "options.json")
             with open(path, "w", encoding="utf-8") as f:
                 json.dump({"cpu_request": {"displayName": "CPUs", "type": "float", "default": 1}}, f)
-            settings = sc.Settings.from_env(
+            resources = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}}
+            with open(os.path.join(tmp, "hub-settings.json"), "w", encoding="utf-8") as f:
+                json.dump({"autosaveTimeoutSeconds": 100, "gitContainerResources": resources}, f)
+            settings = renku_settings.Settings.from_env(
                 {
                     "RENKU_NOTEBOOKS_SERVER_OPTIONS_PATH": path,
                     "RENKU_NOTEBOOKS_WORK_DIR": "/home/jovyan/work/",
                     "RENKU_NOTEBOOKS_GIT_IMAGE": "alpine/git:2.47.2",
                     "RENKU_NOTEBOOKS_CLONE_SCRIPT_CONFIGMAP": "other-files",
                     "RENKU_NOTEBOOKS_HUB_FILES_DIR": tmp,
-                    "RENKU_NOTEBOOKS_AUTOSAVE_TIMEOUT": "100",
                     "RENKU_NOTEBOOKS_TOKEN_SYNC_SECONDS": "600",
                     "RENKU_NOTEBOOKS_SECRET_PROPAGATION_SECONDS": "0",
                 }
@@ -553,41 +610,77 @@ class DefaultsTest(unittest.TestCase):
             self.assertEqual(settings.work_dir, "/home/jovyan/work")
             self.assertEqual(settings.hub_files_dir, tmp)
             self.assertEqual((settings.autosave_timeout, settings.termination_grace_seconds), (100, 115))
+            self.assertEqual(settings.git_container_resources, resources)
             self.assertEqual((settings.token_sync_seconds, settings.secret_propagation_seconds), (600, 0))
-            missing = sc.Settings.from_env({"RENKU_NOTEBOOKS_SERVER_OPTIONS_PATH": os.path.join(tmp, "nope.json")})
-            self.assertEqual(missing.server_options, sc.DEFAULT_SERVER_OPTIONS)
+            missing = renku_settings.Settings.from_env(
+                {
+                    "RENKU_NOTEBOOKS_SERVER_OPTIONS_PATH": os.path.join(tmp, "nope.json"),
+                    "RENKU_NOTEBOOKS_HUB_SETTINGS_PATH": os.path.join(tmp, "nope.json"),
+                }
+            )
+            self.assertEqual(missing.server_options, renku_options.DEFAULT_SERVER_OPTIONS)
             self.assertEqual((missing.autosave_timeout, missing.termination_grace_seconds), (45, 60))
+            self.assertEqual(missing.git_container_resources, renku_settings.DEFAULT_GIT_CONTAINER_RESOURCES)
             for name, bad in (
-                ("RENKU_NOTEBOOKS_AUTOSAVE_TIMEOUT", "0"),
+                ("RENKU_NOTEBOOKS_AUTOSAVE_TIMEOUT", "100"),  # the chart's values decide it now
                 ("RENKU_NOTEBOOKS_TOKEN_SYNC_SECONDS", "5m"),
                 ("RENKU_NOTEBOOKS_SECRET_PROPAGATION_SECONDS", "nan"),
             ):
                 with self.subTest(name=name), self.assertRaises(ValueError) as caught:
-                    sc.Settings.from_env({"RENKU_NOTEBOOKS_SERVER_OPTIONS_PATH": path, name: bad})
+                    renku_settings.Settings.from_env({"RENKU_NOTEBOOKS_SERVER_OPTIONS_PATH": path, name: bad})
                 self.assertIn(name, str(caught.exception))
+            for bad_settings in ({"autosaveTimeoutSeconds": "45"}, {"autosaveTimeoutSeconds": 0}, [45]):
+                with self.subTest(hub_settings=bad_settings), self.assertRaises(ValueError):
+                    bad = os.path.join(tmp, "bad-settings.json")
+                    with open(bad, "w", encoding="utf-8") as f:
+                        json.dump(bad_settings, f)
+                    renku_settings.Settings.from_env(
+                        {"RENKU_NOTEBOOKS_SERVER_OPTIONS_PATH": path, "RENKU_NOTEBOOKS_HUB_SETTINGS_PATH": bad}
+                    )
             with open(path, "w", encoding="utf-8") as f:
                 f.write("[1, 2]")
             with self.assertRaises(ValueError):
-                sc.Settings.from_env({"RENKU_NOTEBOOKS_SERVER_OPTIONS_PATH": path})
+                renku_settings.Settings.from_env({"RENKU_NOTEBOOKS_SERVER_OPTIONS_PATH": path})
 
         s = spawn(user_options(server_options={"cpu_request": 2.5}), settings=settings)
         self.assertEqual(s.cpu_guarantee, 2.5)
         self.assertEqual(s.working_dir, "/home/jovyan/work/my-project")
         self.assertEqual(ours(s)["image"], "alpine/git:2.47.2")
-        self.assertEqual(ours(s, sc.SIDECAR)["image"], "alpine/git:2.47.2")
-        self.assertEqual(env_of(ours(s, sc.SIDECAR))["AUTOSAVE_TIMEOUT"], "100")
+        self.assertEqual(ours(s, renku_autosave.SIDECAR)["image"], "alpine/git:2.47.2")
+        self.assertEqual(env_of(ours(s, renku_autosave.SIDECAR))["AUTOSAVE_TIMEOUT"], "100")
         self.assertEqual(s.delete_grace_period, 115)
-        script = next(v for v in s.volumes if v["name"] == sc.SCRIPT_VOLUME)
+        for name in (renku_clone.INIT_CONTAINER, renku_autosave.SIDECAR):
+            self.assertEqual(container(pod_of(s), name)["resources"], resources, name)
+        script = next(v for v in s.volumes if v["name"] == renku_containers.SCRIPT_VOLUME)
         self.assertEqual(script["configMap"]["name"], "other-files")
+
+
+class ChartValuesTest(unittest.TestCase):
+    def test_the_python_defaults_are_the_charts(self) -> None:
+        # A hub without hub-settings.json (and the local stack) uses the chart's defaults.
+        import yaml
+
+        values = yaml.safe_load((ROOT / "chart" / "values.yaml").read_text(encoding="utf-8"))
+        git = values["gitContainers"]
+        self.assertEqual(git["autosaveTimeoutSeconds"], renku_settings.DEFAULT_AUTOSAVE_TIMEOUT_SECONDS)
+        self.assertEqual(git["resources"], renku_settings.DEFAULT_GIT_CONTAINER_RESOURCES)
+
+    def test_git_containers_have_limits_by_default(self) -> None:
+        # A namespace whose ResourceQuota requires limits refuses every container without them.
+        s = spawn(user_options())
+        for name in (renku_clone.INIT_CONTAINER, renku_autosave.SIDECAR):
+            resources = container(pod_of(s), name)["resources"]
+            self.assertEqual(set(resources["limits"]), {"cpu", "memory"}, name)
+            self.assertEqual(set(resources["requests"]), {"cpu", "memory"}, name)
 
 
 class ServerOptionsTest(unittest.TestCase):
     def test_each_option_reaches_the_pod(self) -> None:
-        options = copy.deepcopy(sc.DEFAULT_SERVER_OPTIONS)
+        options = copy.deepcopy(renku_options.DEFAULT_SERVER_OPTIONS)
         options["defaultUrl"]["options"] = ["/lab", "/tree"]
         options["disk_request"]["options"] = ["1G", "10Gi"]
         options["gpu_request"]["options"] = [0, 1, 2]
-        settings = sc.Settings(server_options=options)
+        settings = renku_settings.Settings(server_options=options)
         s = spawn(
             user_options(
                 server_options={
@@ -604,42 +697,42 @@ class ServerOptionsTest(unittest.TestCase):
         self.assertEqual((s.cpu_guarantee, s.cpu_limit), (1.0, 1.0))
         self.assertEqual((s.mem_guarantee, s.mem_limit), (2_000_000_000, 2_000_000_000))
         self.assertEqual(s.extra_resource_limits, {"nvidia.com/gpu": "2"})
-        work = next(v for v in s.volumes if v["name"] == sc.WORK_VOLUME)
+        work = next(v for v in s.volumes if v["name"] == renku_containers.WORK_VOLUME)
         self.assertEqual(work["emptyDir"], {"sizeLimit": "10Gi"})
         self.assertEqual(s.default_url, "/tree")
         self.assertEqual(env_of(ours(s))["GIT_LFS_AUTO_FETCH"], "true")
         self.assertEqual(pod_of(s)["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"], "2")
 
     def test_gi_is_binary_and_g_decimal(self) -> None:
-        self.assertEqual(sc.parse_bytes("1G"), 10**9)
-        self.assertEqual(sc.parse_bytes("1Gi"), 2**30)
-        self.assertEqual(sc.parse_bytes("512Mi"), 512 * 2**20)
-        self.assertEqual(sc.parse_cpu("500m"), 0.5)
+        self.assertEqual(renku_options.parse_bytes("1G"), 10**9)
+        self.assertEqual(renku_options.parse_bytes("1Gi"), 2**30)
+        self.assertEqual(renku_options.parse_bytes("512Mi"), 512 * 2**20)
+        self.assertEqual(renku_options.parse_cpu("500m"), 0.5)
         for bad in ("1 GB", "-1G", True, "lots"):
             with self.assertRaises(ValueError):
-                sc.parse_bytes(bad)
+                renku_options.parse_bytes(bad)
 
     def test_allow_any_value_within_range(self) -> None:
-        options = copy.deepcopy(sc.DEFAULT_SERVER_OPTIONS)
+        options = copy.deepcopy(renku_options.DEFAULT_SERVER_OPTIONS)
         options["mem_request"].update(allow_any_value=True, value_range={"type": "bytes", "min": "1G", "max": "8Gi"})
         options["cpu_request"] = {"displayName": "CPUs", "type": "float", "default": 0.5,
                                   "value_range": {"type": "number", "min": 0.1, "max": 4}}
-        settings = sc.Settings(server_options=options)
+        settings = renku_settings.Settings(server_options=options)
         s = spawn(user_options(server_options={"mem_request": "3Gi", "cpu_request": 3}), settings=settings)
         self.assertEqual(s.mem_guarantee, 3 * 2**30)
         self.assertEqual(s.cpu_guarantee, 3.0)
         for bad in ({"mem_request": "9Gi"}, {"mem_request": 5}, {"cpu_request": 5}, {"cpu_request": "1"}):
-            with self.subTest(bad=bad), self.assertRaises(sc.SpawnRefused) as caught:
+            with self.subTest(bad=bad), self.assertRaises(REFUSED) as caught:
                 spawn(user_options(server_options=bad), settings=settings)
-            self.assertIn(repr(next(iter(bad))), str(caught.exception))
+            self.assertIn(repr(next(iter(bad))), refusal(caught.exception))
 
     def test_number_without_options_or_range_is_any_non_negative(self) -> None:
         options = {"gpu_request": {"displayName": "GPUs", "type": "int", "default": 0}}
-        settings = sc.Settings(server_options=options)
+        settings = renku_settings.Settings(server_options=options)
         s = spawn(user_options(server_options={"gpu_request": 3}), settings=settings)
         self.assertEqual(s.extra_resource_limits, {"nvidia.com/gpu": "3"})
         for bad in (-1, 1.5, True):
-            with self.subTest(bad=bad), self.assertRaises(sc.SpawnRefused):
+            with self.subTest(bad=bad), self.assertRaises(REFUSED):
                 spawn(user_options(server_options={"gpu_request": bad}), settings=settings)
 
     def test_respawn_does_not_accumulate(self) -> None:
@@ -649,15 +742,15 @@ class ServerOptionsTest(unittest.TestCase):
         run(s.stop())
         run(hub.spawn(s, user_options(commit_sha="f" * 40)))
         self.assertEqual(
-            [v["name"] for v in s.volumes], ["shared", sc.WORK_VOLUME, sc.SCRIPT_VOLUME, sc.TOKEN_VOLUME]
+            [v["name"] for v in s.volumes], ["shared", renku_containers.WORK_VOLUME, renku_containers.SCRIPT_VOLUME, renku_containers.TOKEN_VOLUME]
         )
         # z2jh's V1Container stays as it is, once.
         self.assertEqual(s.init_containers[0], BLOCK_METADATA)
-        self.assertEqual([sc._name_of(c) for c in s.init_containers], ["block-cloud-metadata", sc.INIT_CONTAINER])
-        self.assertEqual([c["name"] for c in s.extra_containers], [sc.SIDECAR])
+        self.assertEqual([renku_containers.name_of(c) for c in s.init_containers], ["block-cloud-metadata", renku_clone.INIT_CONTAINER])
+        self.assertEqual([c["name"] for c in s.extra_containers], [renku_autosave.SIDECAR])
         self.assertEqual(s.mem_guarantee, 1_000_000_000)
         self.assertEqual(env_of(ours(s))["GIT_COMMIT_SHA"], "f" * 40)
-        self.assertEqual(env_of(ours(s, sc.SIDECAR))["GIT_COMMIT_SHA"], "f" * 40)
+        self.assertEqual(env_of(ours(s, renku_autosave.SIDECAR))["GIT_COMMIT_SHA"], "f" * 40)
         init = pod_of(s)["spec"]["initContainers"]
         self.assertEqual(init[0], serialize(BLOCK_METADATA))
 
@@ -666,17 +759,17 @@ class ServerOptionsTest(unittest.TestCase):
         c.KubeSpawner.volumes = {"shared": {"name": "shared", "emptyDir": {}}}
         c.KubeSpawner.extra_containers = {"01-proxy": {"name": "proxy", "image": "envoy"}}
         s = spawn(user_options(), hub=Hub(c=c))
-        self.assertEqual(sorted(s.volumes), [sc.SCRIPT_VOLUME, sc.TOKEN_VOLUME, sc.WORK_VOLUME, "shared"])
-        self.assertEqual(sorted(s.extra_containers), ["01-proxy", sc.SIDECAR])
+        self.assertEqual(sorted(s.volumes), [renku_containers.SCRIPT_VOLUME, renku_containers.TOKEN_VOLUME, renku_containers.WORK_VOLUME, "shared"])
+        self.assertEqual(sorted(s.extra_containers), ["01-proxy", renku_autosave.SIDECAR])
         names = [c["name"] for c in pod_of(s)["spec"]["containers"]]
-        self.assertEqual(names, ["notebook", "proxy", sc.SIDECAR])
+        self.assertEqual(names, ["notebook", "proxy", renku_autosave.SIDECAR])
 
 
 class RefusalTest(unittest.TestCase):
     def refused(self, options: Any, *words: str) -> str:
-        with self.assertRaises(sc.SpawnRefused) as caught:
+        with self.assertRaises(REFUSED) as caught:
             spawn(options)
-        message = str(caught.exception)
+        message = refusal(caught.exception)
         for word in words:
             self.assertIn(word, message)
         self.assertEqual(caught.exception.jupyterhub_message, message)
@@ -731,12 +824,12 @@ class RefusalTest(unittest.TestCase):
                 self.refused(user_options(autosave=other), "'autosave'", "your autosave")
 
     def test_unusable_configured_value_is_refused(self) -> None:
-        options = copy.deepcopy(sc.DEFAULT_SERVER_OPTIONS)
+        options = copy.deepcopy(renku_options.DEFAULT_SERVER_OPTIONS)
         options["cpu_request"]["options"] = ["lots"]
         options["cpu_request"]["default"] = "lots"
-        with self.assertRaises(sc.SpawnRefused) as caught:
-            spawn(user_options(), settings=sc.Settings(server_options=options))
-        self.assertIn("'lots'", str(caught.exception))
+        with self.assertRaises(REFUSED) as caught:
+            spawn(user_options(), settings=renku_settings.Settings(server_options=options))
+        self.assertIn("'lots'", refusal(caught.exception))
 
     def test_empty_options_are_refused(self) -> None:
         self.refused({}, "notebooks service")
@@ -744,20 +837,20 @@ class RefusalTest(unittest.TestCase):
     def test_missing_token_is_refused(self) -> None:
         for state in ({}, {"access_token": ""}):
             hub = Hub()
-            with self.subTest(state=state), self.assertRaises(sc.SpawnRefused) as caught:
+            with self.subTest(state=state), self.assertRaises(REFUSED) as caught:
                 run(hub.spawn(hub.spawner(auth_state=state), user_options()))
-            self.assertIn("log in again", str(caught.exception))
+            self.assertIn("log in again", refusal(caught.exception))
             self.assertEqual(hub.api.ops(), [])
 
     def test_a_spawner_class_without_the_secret_is_refused(self) -> None:
         # An operator whose own config replaced spawner_class after this file.
         c = z2jh_config()
-        sc.configure(c, SETTINGS, spawner_base=KubeSpawner, fresh_gitlab_token=None, apply_user_options=False)
+        renku_hooks.configure(c, SETTINGS, spawner_base=KubeSpawner, fresh_gitlab_token=None, apply_user_options=False)
         spawner = KubeSpawner(config=c, user=FakeUser(), orm_spawner=types.SimpleNamespace(name="s", server=None))
         spawner.user_options = user_options()
-        with self.assertRaises(sc.SpawnRefused) as caught:
-            run(sc._maybe_await(spawner.run_pre_spawn_hook()))
-        self.assertIn("spawner_class", str(caught.exception))
+        with self.assertRaises(REFUSED) as caught:
+            run(renku_secret.maybe_await(spawner.run_pre_spawn_hook()))
+        self.assertIn("spawner_class", refusal(caught.exception))
 
 
 class PodTest(unittest.TestCase):
@@ -772,7 +865,11 @@ class PodTest(unittest.TestCase):
         self.assertEqual((labels["team"], labels["app"], labels["component"]), ("data", "jupyterhub", "singleuser-server"))
         annotations = pod_of(s)["metadata"]["annotations"]
         self.assertEqual(
-            {k: v for k, v in annotations.items() if k.startswith("renku.io/") and k != "renku.io/username"},
+            {
+                k: v
+                for k, v in annotations.items()
+                if k.startswith("renku.io/") and k not in ("renku.io/username", renku_secret.START_ANNOTATION)
+            },
             {
                 "renku.io/namespace": "group/sub",
                 "renku.io/projectName": "my-project",
@@ -784,25 +881,25 @@ class PodTest(unittest.TestCase):
             },
         )
         self.assertTrue(all(isinstance(v, str) for v in annotations.values()))
-        mount = next(m for m in container(pod_of(s), "notebook")["volumeMounts"] if m["name"] == sc.WORK_VOLUME)
+        mount = next(m for m in container(pod_of(s), "notebook")["volumeMounts"] if m["name"] == renku_containers.WORK_VOLUME)
         self.assertEqual(mount["mountPath"], "/work")
 
     def test_default_image_when_none_given(self) -> None:
         s = spawn(user_options(image=...))
         self.assertEqual(s.image, "jupyterhub/k8s-singleuser-sample:4.0.0")
         self.assertEqual(s.extra_annotations["renku.io/default_image_used"], "False")
-        self.assertEqual(ours(s, sc.SIDECAR)["image"], "jupyterhub/k8s-singleuser-sample:4.0.0")
+        self.assertEqual(ours(s, renku_autosave.SIDECAR)["image"], "jupyterhub/k8s-singleuser-sample:4.0.0")
 
     def test_username_label_is_escaped_as_the_service_expects(self) -> None:
         # Same cases as the service's escapeUsername (lib/kubernetes/labels.ts).
-        self.assertEqual(sc.escape_username("alice@example.com"), "alice-40example-2ecom")
-        self.assertEqual(sc.escape_username("jean-luc"), "jean-2dluc")
-        self.assertEqual(sc.escape_username("Zoë"), "zo-c3-ab")
+        self.assertEqual(renku_pod.escape_username("alice@example.com"), "alice-40example-2ecom")
+        self.assertEqual(renku_pod.escape_username("jean-luc"), "jean-2dluc")
+        self.assertEqual(renku_pod.escape_username("Zoë"), "zo-c3-ab")
         hub = Hub()
         s = run(hub.spawn(hub.spawner(user="Jane.Doe@example"), user_options()))
         self.assertEqual(s.extra_labels["renku.io/username"], "jane-2edoe-40example")
         self.assertEqual(s.extra_annotations["renku.io/username"], "Jane.Doe@example")
-        self.assertEqual(env_of(ours(s, sc.SIDECAR))["AUTOSAVE_USER"], "Jane.Doe@example")
+        self.assertEqual(env_of(ours(s, renku_autosave.SIDECAR))["AUTOSAVE_USER"], "Jane.Doe@example")
 
     def test_username_without_a_valid_label_value_still_spawns(self) -> None:
         for name in ("_bob", "x" * 64):
@@ -816,13 +913,13 @@ class PodTest(unittest.TestCase):
         s = spawn(user_options(branch="feature/{x}"))
         pod = pod_of(s)
         self.assertEqual(pod["metadata"]["annotations"]["renku.io/branch"], "feature/{x}")
-        self.assertEqual(env_of(container(pod, sc.INIT_CONTAINER))["GIT_BRANCH"], "feature/{x}")
-        self.assertEqual(env_of(container(pod, sc.SIDECAR))["GIT_BRANCH"], "feature/{x}")
+        self.assertEqual(env_of(container(pod, renku_clone.INIT_CONTAINER))["GIT_BRANCH"], "feature/{x}")
+        self.assertEqual(env_of(container(pod, renku_autosave.SIDECAR))["GIT_BRANCH"], "feature/{x}")
         # The shell commands keep their ${...} after KubeSpawner's expansion.
-        self.assertEqual(container(pod, sc.INIT_CONTAINER)["command"], sc.clone_command())
-        self.assertEqual(container(pod, sc.SIDECAR)["command"], sc.IDLE_COMMAND)
+        self.assertEqual(container(pod, renku_clone.INIT_CONTAINER)["command"], renku_clone.clone_command())
+        self.assertEqual(container(pod, renku_autosave.SIDECAR)["command"], renku_autosave.IDLE_COMMAND)
         self.assertEqual(
-            container(pod, sc.SIDECAR)["lifecycle"]["preStop"]["exec"]["command"], sc.prestop_command()
+            container(pod, renku_autosave.SIDECAR)["lifecycle"]["preStop"]["exec"]["command"], renku_autosave.prestop_command()
         )
 
     def test_callable_uid_and_gid_are_honoured(self) -> None:
@@ -843,7 +940,7 @@ class PodTest(unittest.TestCase):
             with self.subTest(label):
                 s = spawn(user_options(), hub=Hub(c=c))
                 pod = pod_of(s)
-                for name in (sc.INIT_CONTAINER, sc.SIDECAR):
+                for name in (renku_clone.INIT_CONTAINER, renku_autosave.SIDECAR):
                     security = container(pod, name)["securityContext"]
                     self.assertEqual({k: security[k] for k in expected}, expected)
                     self.assertEqual("runAsGroup" in security, "runAsGroup" in expected)
@@ -867,24 +964,24 @@ class TokenOutOfThePodSpecTest(unittest.TestCase):
         # In the Secret the pod mounts.
         name = f"{s.pod_name}-git"
         self.assertEqual(hub.api.token_in_secret(name), TOKEN)
-        volume = next(v for v in pod["spec"]["volumes"] if v["name"] == sc.TOKEN_VOLUME)
+        volume = next(v for v in pod["spec"]["volumes"] if v["name"] == renku_containers.TOKEN_VOLUME)
         self.assertEqual(volume["secret"]["secretName"], name)
         self.assertEqual(volume["secret"]["items"], [{"key": "token", "path": "token"}])
-        for name in (sc.INIT_CONTAINER, sc.SIDECAR):
+        for name in (renku_clone.INIT_CONTAINER, renku_autosave.SIDECAR):
             c = container(pod, name)
-            mount = next(m for m in c["volumeMounts"] if m["name"] == sc.TOKEN_VOLUME)
+            mount = next(m for m in c["volumeMounts"] if m["name"] == renku_containers.TOKEN_VOLUME)
             self.assertEqual((mount["mountPath"], mount["readOnly"]), ("/var/run/secrets/renku-notebooks", True))
             self.assertEqual(env_of(c)["GIT_ACCESS_TOKEN_FILE"], "/var/run/secrets/renku-notebooks/token")
             self.assertNotIn("GIT_ACCESS_TOKEN", env_of(c))
         # Not in the notebook container: no mount, no variable, whatever was configured.
         notebook = container(pod, "notebook")
-        self.assertNotIn(sc.TOKEN_VOLUME, [m["name"] for m in notebook["volumeMounts"]])
+        self.assertNotIn(renku_containers.TOKEN_VOLUME, [m["name"] for m in notebook["volumeMounts"]])
         self.assertFalse({"GIT_ACCESS_TOKEN", "GIT_ACCESS_TOKEN_FILE"} & set(env_of(notebook)))
         self.assertEqual(env_of(notebook)["EXISTING"], "1")
         # The notebook cannot reach the sidecar's files through a shared process namespace.
         self.assertIs(pod["spec"]["shareProcessNamespace"], False)
         # The repository URL carries no credentials, so git writes none into .git/config.
-        self.assertNotIn("@", env_of(container(pod, sc.INIT_CONTAINER))["GIT_REPOSITORY_URL"])
+        self.assertNotIn("@", env_of(container(pod, renku_clone.INIT_CONTAINER))["GIT_REPOSITORY_URL"])
 
     def test_secret_exists_before_the_pod_and_is_owned_by_it(self) -> None:
         hub = Hub()
@@ -929,10 +1026,10 @@ class AutosaveTest(unittest.TestCase):
     def test_sidecar_saves_in_its_prestop_hook(self) -> None:
         s = spawn(user_options(branch="dev"))
         pod = pod_of(s)
-        sidecar = container(pod, sc.SIDECAR)
+        sidecar = container(pod, renku_autosave.SIDECAR)
         self.assertIn(sidecar, pod["spec"]["containers"])  # a container, not an init container
         self.assertEqual(sidecar["image"], s.image)
-        self.assertEqual(sidecar["lifecycle"]["preStop"]["exec"]["command"], sc.prestop_command())
+        self.assertEqual(sidecar["lifecycle"]["preStop"]["exec"]["command"], renku_autosave.prestop_command())
         self.assertIn("/opt/renku-notebooks/autosave.sh", sidecar["lifecycle"]["preStop"]["exec"]["command"][2])
         self.assertEqual(
             env_of(sidecar),
@@ -948,9 +1045,9 @@ class AutosaveTest(unittest.TestCase):
             },
         )
         mounts = {m["name"]: m for m in sidecar["volumeMounts"]}
-        self.assertEqual(mounts[sc.WORK_VOLUME]["mountPath"], "/work")  # the notebook's work tree
-        self.assertTrue(mounts[sc.SCRIPT_VOLUME]["readOnly"])
-        script = next(v for v in pod["spec"]["volumes"] if v["name"] == sc.SCRIPT_VOLUME)
+        self.assertEqual(mounts[renku_containers.WORK_VOLUME]["mountPath"], "/work")  # the notebook's work tree
+        self.assertTrue(mounts[renku_containers.SCRIPT_VOLUME]["readOnly"])
+        script = next(v for v in pod["spec"]["volumes"] if v["name"] == renku_containers.SCRIPT_VOLUME)
         self.assertEqual(
             script["configMap"]["items"],
             [{"key": "clone-repo.sh", "path": "clone-repo.sh"}, {"key": "autosave.sh", "path": "autosave.sh"}],
@@ -998,9 +1095,9 @@ class AutosaveTest(unittest.TestCase):
     def test_restore_passes_the_autosave_branch_to_the_clone(self) -> None:
         s = spawn(user_options(autosave=AUTOSAVE))
         pod = pod_of(s)
-        self.assertEqual(env_of(container(pod, sc.INIT_CONTAINER))["GIT_AUTOSAVE_BRANCH"], AUTOSAVE)
+        self.assertEqual(env_of(container(pod, renku_clone.INIT_CONTAINER))["GIT_AUTOSAVE_BRANCH"], AUTOSAVE)
         self.assertEqual(pod["metadata"]["annotations"]["renku.io/autosave"], AUTOSAVE)
-        self.assertNotIn("GIT_AUTOSAVE_BRANCH", env_of(container(pod, sc.SIDECAR)))
+        self.assertNotIn("GIT_AUTOSAVE_BRANCH", env_of(container(pod, renku_autosave.SIDECAR)))
 
     def test_no_autosave_no_restore_even_on_a_respawn(self) -> None:
         hub = Hub()
@@ -1009,7 +1106,7 @@ class AutosaveTest(unittest.TestCase):
         run(s.stop())
         run(hub.spawn(s, user_options()))
         pod = pod_of(s)
-        self.assertNotIn("GIT_AUTOSAVE_BRANCH", env_of(container(pod, sc.INIT_CONTAINER)))
+        self.assertNotIn("GIT_AUTOSAVE_BRANCH", env_of(container(pod, renku_clone.INIT_CONTAINER)))
         self.assertNotIn("renku.io/autosave", pod["metadata"]["annotations"])
 
 
@@ -1029,7 +1126,7 @@ class SecretLifecycleTest(unittest.TestCase):
         self.assertEqual(hub.gitlab.grants, 0)
 
     def test_stop_refreshes_an_expired_token_before_the_pod_goes(self) -> None:
-        settings = sc.Settings(server_options=SETTINGS.server_options, secret_propagation_seconds=0.2)
+        settings = renku_settings.Settings(server_options=SETTINGS.server_options, secret_propagation_seconds=0.2)
         hub = Hub(settings)
         s = run(hub.spawn(hub.spawner(), user_options()))
         name = f"{s.pod_name}-git"
@@ -1133,9 +1230,85 @@ class SecretLifecycleTest(unittest.TestCase):
         self.assertEqual(hub.api.token_in_secret(f"{s.pod_name}-git"), TOKEN)
 
 
+class NoTokenOutlivesAFailedStartTest(unittest.TestCase):
+    def test_a_pod_kubernetes_refuses_leaves_no_secret(self) -> None:
+        hub = Hub()
+        hub.api.quota_exceeded = True
+        s = hub.spawner()
+        with self.assertRaises(ApiException) as caught:
+            run(hub.spawn(s, user_options()))
+        self.assertEqual(caught.exception.status, 403)
+        self.assertEqual(hub.api.secrets, {}, "the token Secret went with the refused start")
+        self.assertEqual(hub.api.ops()[-2:], [("refuse pod", s.pod_name), ("delete secret", f"{s.pod_name}-git")])
+        # JupyterHub calls stop() only when poll() says the server runs; it does not.
+        self.assertEqual(run(s.poll()), 1)
+
+    def test_the_secret_is_owned_by_the_pod_while_the_start_is_pending(self) -> None:
+        # A hub that dies during a long start (image pull, clone) must not leave the token:
+        # the pod owns it as soon as it exists, so deleting the pod deletes it.
+        hub = Hub()
+        s = hub.spawner()
+        name = f"{s.pod_name}-git"
+
+        async def scenario() -> list[tuple[str, str]]:
+            hub.api.running.clear()
+            start = asyncio.ensure_future(hub.spawn(s, user_options()))
+            try:
+                for _ in range(100):
+                    owners = hub.api.secrets.get(name, {}).get("metadata", {}).get("ownerReferences")
+                    if owners:
+                        break
+                    await asyncio.sleep(0.05)
+                self.assertFalse(start.done(), "the start is still pending")
+                self.assertEqual(owners, [{"apiVersion": "v1", "kind": "Pod", "name": s.pod_name, "uid": pod_of(s)["metadata"]["uid"]}])
+                # The hub is gone; whoever deletes the pod takes the token with it.
+                await hub.api.delete_namespaced_pod(name=s.pod_name, namespace=NAMESPACE)
+                self.assertNotIn(name, hub.api.secrets)
+                return hub.api.ops()
+            finally:
+                start.cancel()
+
+        self.assertIn(("garbage-collect secret", name), run(scenario()))
+
+    def test_a_leftover_pod_of_the_same_name_never_owns_the_new_secret(self) -> None:
+        hub = Hub()
+        s = hub.spawner()
+        hub.api.pods[s.pod_name] = {"metadata": {"name": s.pod_name, "uid": "old", "annotations": {}}}
+        run(hub.spawn(s, user_options()))
+        owners = hub.api.secrets[f"{s.pod_name}-git"]["metadata"]["ownerReferences"]
+        self.assertEqual([o["uid"] for o in owners], [pod_of(s)["metadata"]["uid"]])
+
+
+class DeadTokenTest(unittest.TestCase):
+    def test_a_token_gitlab_refuses_and_cannot_refresh_refuses_the_start(self) -> None:
+        gitlab = FakeGitLab()
+        gitlab.expire(TOKEN)
+        gitlab.refresh_tokens.clear()  # the refresh token was used up or revoked
+        hub = Hub(gitlab=gitlab)
+        with self.assertRaises(REFUSED) as caught:
+            run(hub.spawn(hub.spawner(), user_options()))
+        self.assertIn("GitLab refused your access token", refusal(caught.exception))
+        self.assertIn("log in again", refusal(caught.exception))
+        self.assertEqual(hub.api.ops(), [], "no Secret, no pod")
+
+    def test_an_expired_token_that_refreshes_starts(self) -> None:
+        gitlab = FakeGitLab()
+        gitlab.expire(TOKEN)
+        hub = Hub(gitlab=gitlab)
+        s = run(hub.spawn(hub.spawner(), user_options()))
+        self.assertEqual(hub.api.token_in_secret(f"{s.pod_name}-git"), "gl-oauth-fresh-1")
+
+    def test_gitlab_unreachable_at_start_uses_the_stored_token(self) -> None:
+        gitlab = FakeGitLab()
+        gitlab.down = True
+        hub = Hub(gitlab=gitlab)
+        s = run(hub.spawn(hub.spawner(), user_options()))
+        self.assertEqual(hub.api.token_in_secret(f"{s.pod_name}-git"), TOKEN)
+
+
 class TokenSyncTest(unittest.TestCase):
     def test_poll_keeps_the_secret_fresh_in_the_background(self) -> None:
-        settings = sc.Settings(server_options=SETTINGS.server_options, token_sync_seconds=0.05)
+        settings = renku_settings.Settings(server_options=SETTINGS.server_options, token_sync_seconds=0.05)
         hub = Hub(settings)
 
         async def scenario() -> Any:
@@ -1152,7 +1325,7 @@ class TokenSyncTest(unittest.TestCase):
         self.assertEqual(hub.api.token_in_secret(f"{s.pod_name}-git"), "gl-oauth-fresh-1")
 
     def test_first_poll_after_a_hub_restart_spreads_the_checks(self) -> None:
-        settings = sc.Settings(server_options=SETTINGS.server_options, token_sync_seconds=3600)
+        settings = renku_settings.Settings(server_options=SETTINGS.server_options, token_sync_seconds=3600)
         hub = Hub(settings)
         s = run(hub.spawn(hub.spawner(), user_options()))
         restarted = hub.spawner()  # the hub's new spawner object for the running server
@@ -1183,8 +1356,8 @@ class TokenSyncTest(unittest.TestCase):
 class InitContainerTest(unittest.TestCase):
     def test_init_container_clones_the_commit(self) -> None:
         s = spawn(user_options(branch="dev"))
-        init = container(pod_of(s), sc.INIT_CONTAINER)
-        self.assertEqual(init["command"], sc.clone_command())
+        init = container(pod_of(s), renku_clone.INIT_CONTAINER)
+        self.assertEqual(init["command"], renku_clone.clone_command())
         self.assertEqual(init["image"], s.image)
         self.assertEqual(
             env_of(init),
@@ -1198,9 +1371,9 @@ class InitContainerTest(unittest.TestCase):
             },
         )
         mounts = {m["name"]: m for m in init["volumeMounts"]}
-        self.assertEqual(mounts[sc.WORK_VOLUME]["mountPath"], "/work")
-        self.assertTrue(mounts[sc.SCRIPT_VOLUME]["readOnly"])
-        script = next(v for v in s.volumes if v["name"] == sc.SCRIPT_VOLUME)
+        self.assertEqual(mounts[renku_containers.WORK_VOLUME]["mountPath"], "/work")
+        self.assertTrue(mounts[renku_containers.SCRIPT_VOLUME]["readOnly"])
+        script = next(v for v in s.volumes if v["name"] == renku_containers.SCRIPT_VOLUME)
         self.assertEqual(script["configMap"]["name"], "renku-notebooks-hub-files")
 
 
@@ -1226,22 +1399,22 @@ class ShellCommandTest(unittest.TestCase):
     def test_clone_gets_the_token_from_the_file_in_its_environment_only(self) -> None:
         self.script("clone-repo.sh", 'printf "%s|%s\\n" "$GIT_ACCESS_TOKEN" "$GIT_BRANCH"\n')
         env = {"PATH": os.environ["PATH"], "GIT_ACCESS_TOKEN_FILE": self.token_file, "GIT_BRANCH": "dev"}
-        done = subprocess.run(sc.clone_command(self.dir), env=env, capture_output=True, text=True, timeout=10)
+        done = subprocess.run(renku_clone.clone_command(self.dir), env=env, capture_output=True, text=True, timeout=10)
         self.assertEqual((done.returncode, done.stdout), (0, f"{TOKEN}|dev\n"))
         # An unreadable token file fails the clone instead of cloning without credentials.
         env["GIT_ACCESS_TOKEN_FILE"] = os.path.join(self.dir, "missing")
-        done = subprocess.run(sc.clone_command(self.dir), env=env, capture_output=True, text=True, timeout=10)
+        done = subprocess.run(renku_clone.clone_command(self.dir), env=env, capture_output=True, text=True, timeout=10)
         self.assertNotEqual(done.returncode, 0)
         self.assertEqual(done.stdout, "")
 
     def test_prestop_runs_the_save_and_keeps_its_exit_code(self) -> None:
         self.script("autosave.sh", 'echo "autosave: error: GitLab unreachable"; exit 1\n')
-        done = subprocess.run(sc.prestop_command(self.dir), capture_output=True, text=True, timeout=10)
+        done = subprocess.run(renku_autosave.prestop_command(self.dir), capture_output=True, text=True, timeout=10)
         self.assertEqual(done.returncode, 1)  # a FailedPreStopHook event records it
         self.assertIn("autosave: error: GitLab unreachable", done.stdout + done.stderr)
 
     def test_sidecar_idles_and_exits_at_once_on_sigterm(self) -> None:
-        process = subprocess.Popen(sc.IDLE_COMMAND, start_new_session=True)
+        process = subprocess.Popen(renku_autosave.IDLE_COMMAND, start_new_session=True)
         try:
             time.sleep(0.3)
             self.assertIsNone(process.poll())
@@ -1290,19 +1463,19 @@ class HookUpTest(unittest.TestCase):
         self.assertEqual(c.KubeSpawner.delete_grace_period, 60)
         spawner_class = c.JupyterHub.spawner_class
         self.assertTrue(issubclass(spawner_class, KubeSpawner))
-        # JupyterHub 3 here has no apply_user_options: not configured, so no unknown-option warning.
-        self.assertNotIn("apply_user_options", c.KubeSpawner)
+        # KubeSpawner on JupyterHub 5.3 takes the launch in apply_user_options.
+        self.assertTrue(callable(c.KubeSpawner.apply_user_options))
         # KubeSpawner's config section still reaches the subclass.
         spawner = spawner_class(config=c, user=FakeUser(), orm_spawner=types.SimpleNamespace(name="s", server=None))
         self.assertEqual((spawner.uid, spawner.gid, spawner.delete_grace_period), (1000, None, 60))
 
     def test_gitlab_token_module_is_loaded_from_the_hub_files(self) -> None:
         with tempfile.TemporaryDirectory() as tmp:
-            self.assertIsNone(sc.load_fresh_gitlab_token(tmp, logging.getLogger("test-spawner")))
+            self.assertIsNone(renku_secret.load_fresh_gitlab_token(tmp, logging.getLogger("test-spawner")))
             with open(os.path.join(tmp, "gitlab_token.py"), "w", encoding="utf-8") as f:
                 f.write("async def fresh_gitlab_token(user, gitlab_url, client_id, client_secret, log=None):\n"
                         "    return 'from-the-module'\n")
-            fresh = sc.load_fresh_gitlab_token(tmp)
+            fresh = renku_secret.load_fresh_gitlab_token(tmp)
             self.assertEqual(run(fresh(FakeUser(), "u", "i", "s")), "from-the-module")
 
     def test_operator_pre_spawn_hooks_are_chained(self) -> None:
@@ -1321,27 +1494,58 @@ class HookUpTest(unittest.TestCase):
                 s = spawn(user_options(), hub=Hub(c=c))
                 # As without renku-notebooks: KubeSpawner's hook wins over Spawner's.
                 self.assertEqual(calls, [f"{section}:alice"])
-                self.assertEqual(ours(s)["name"], sc.INIT_CONTAINER)
+                self.assertEqual(ours(s)["name"], renku_clone.INIT_CONTAINER)
 
     def test_jupyterhub_53_applies_the_options_in_apply_user_options(self) -> None:
         calls: list[str] = []
         c = z2jh_config()
         c.KubeSpawner.pre_spawn_hook = lambda spawner: calls.append("operator pre_spawn_hook")
-        hub = Hub(c=c, jupyterhub_53=True)
+        hub = Hub(c=c, jupyterhub_3=False)
         self.assertTrue(callable(c.KubeSpawner.apply_user_options))
         s = run(hub.spawn(hub.spawner(), user_options(autosave=AUTOSAVE)))
         self.assertEqual(calls, ["operator pre_spawn_hook"])
         self.assertEqual(env_of(ours(s))["GIT_AUTOSAVE_BRANCH"], AUTOSAVE)
         self.assertEqual(hub.gitlab.checks, 1)  # applied once, not again by pre_spawn_hook
+        self.assertEqual(hub.unhandled_user_options, 0)  # no "Received unhandled user_options"
         # The next spawn of the same server applies its own options again.
         run(s.stop())
         run(hub.spawn(s, user_options()))
         self.assertNotIn("GIT_AUTOSAVE_BRANCH", env_of(ours(s)))
 
+    def test_a_hook_configured_after_this_config_does_not_replace_the_launch(self) -> None:
+        # As a later hub.extraConfig key would: after configure() ran.
+        calls: list[str] = []
+        for later in ("pre_spawn_hook", "apply_user_options"):
+            with self.subTest(later=later):
+                calls.clear()
+                hub = Hub()
+                if later == "pre_spawn_hook":
+                    hub.c.KubeSpawner.pre_spawn_hook = lambda spawner: calls.append(later)
+                else:
+                    hub.c.KubeSpawner.apply_user_options = lambda spawner, options: calls.append(later)
+                if later == "apply_user_options" and hub.jupyterhub_3:
+                    continue  # 3.x never calls it
+                s = run(hub.spawn(hub.spawner(), user_options(autosave=AUTOSAVE)))
+                self.assertEqual(calls, [later])
+                self.assertEqual(env_of(ours(s))["GIT_AUTOSAVE_BRANCH"], AUTOSAVE)
+                self.assertIn(renku_containers.secret_name(s.pod_name), hub.api.secrets)
+                # A refused launch is still refused.
+                with self.assertRaises(REFUSED):
+                    run(hub.spawn(hub.spawner(server="other"), user_options(server_options={"cpu_request": 2.5})))
+
+    def test_jupyterhub_3_takes_the_launch_in_pre_spawn_hook(self) -> None:
+        c = z2jh_config()
+        hub = Hub(c=c, jupyterhub_3=True)
+        # Not configured where the hub has no such trait: 3.x would warn of an unknown option.
+        self.assertNotIn("apply_user_options", c.KubeSpawner)
+        s = run(hub.spawn(hub.spawner(), user_options(autosave=AUTOSAVE)))
+        self.assertEqual(env_of(ours(s))["GIT_AUTOSAVE_BRANCH"], AUTOSAVE)
+        self.assertEqual(hub.gitlab.checks, 1)
+
     def test_jupyterhub_53_refusal_keeps_its_message(self) -> None:
         # JupyterHub 5.3 turns anything but an HTTPError from apply_user_options into
         # "Invalid user options"; the reason must reach the progress stream.
-        hub = Hub(jupyterhub_53=True)
+        hub = Hub(jupyterhub_3=False)
         with self.assertRaises(HTTPError) as caught:
             run(hub.spawn(hub.spawner(), user_options(server_options={"mem_request": "64G"})))
         error = caught.exception
@@ -1354,9 +1558,9 @@ class HookUpTest(unittest.TestCase):
         seen: list[Any] = []
         c = z2jh_config()
         c.Spawner.apply_user_options = lambda spawner, options: seen.append(options.get("project"))
-        s = spawn(user_options(), hub=Hub(c=c, jupyterhub_53=True))
+        s = spawn(user_options(), hub=Hub(c=c, jupyterhub_3=False))
         self.assertEqual(seen, ["my-project"])
-        self.assertEqual(ours(s)["name"], sc.INIT_CONTAINER)
+        self.assertEqual(ours(s)["name"], renku_clone.INIT_CONTAINER)
 
 
 if __name__ == "__main__":
