@@ -40,6 +40,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   const app = Fastify({
     logger: loggerOptions(config.logLevel, options.logStream),
     logController: new OneLinePerRequest(),
+    // Loading the Kubernetes client lazily can take longer than the default 10 s on a busy machine.
+    pluginTimeout: 60_000,
     connectionTimeout: 60_000,
     requestTimeout: 60_000,
     keepAliveTimeout: 72_000,

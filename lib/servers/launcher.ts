@@ -1,5 +1,6 @@
-import type { ServerOptionValues } from '../../schemas/server-options.js'
+
 import type { LaunchRequest, ServerObject } from '../../schemas/servers.js'
+import type { UserOptions } from '../../schemas/user-options.js'
 import type { Config } from '../core/config.js'
 import { ApiError, UpstreamError } from '../core/errors.js'
 import type { UpstreamObserver } from '../core/metrics.js'
@@ -79,7 +80,7 @@ export class Launcher {
       : await this.projectImage(token, project, request, commitSha)
 
     const name = serverName(request.namespace, request.project, branch, commitSha)
-    const userOptions = {
+    const userOptions: UserOptions = {
       namespace: request.namespace,
       project: request.project,
       branch,
@@ -102,7 +103,7 @@ export class Launcher {
   private async start(
     user: string,
     name: string,
-    userOptions: Record<string, unknown> & { server_options: ServerOptionValues },
+    userOptions: UserOptions,
     autosave: Promise<string | undefined>,
   ): Promise<LaunchResult> {
     const { hub, directory } = this.options
