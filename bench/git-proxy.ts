@@ -38,7 +38,9 @@ const proxy = spawn(process.execPath, [path.resolve('dist/git-proxy/main.js')], 
   },
   stdio: ['ignore', 'pipe', 'inherit'],
 })
-await new Promise<void>((resolve) => proxy.stdout?.on('data', (chunk: Buffer) => chunk.includes('listening') && resolve()))
+await new Promise<void>((resolve) =>
+  proxy.stdout?.on('data', (chunk: Buffer) => chunk.includes('listening') && resolve()),
+)
 proxy.stdout?.resume()
 
 const rssMiB = async () => {
@@ -46,7 +48,10 @@ const rssMiB = async () => {
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]) / 1024
 }
 
-function upload(viaProxy: boolean, body: Readable | Buffer): Promise<{ ms: number; status: number; answer: string }> {
+function upload(
+  viaProxy: boolean,
+  body: Readable | Buffer,
+): Promise<{ ms: number; status: number; answer: string }> {
   const target = `http://127.0.0.1:${upstreamPort}/ns/project.git/gitlab-lfs/objects/x/${SIZE}`
   const started = performance.now()
   return new Promise((resolve, reject) => {
@@ -89,7 +94,9 @@ async function* slowly() {
 }
 const slow = await upload(true, Readable.from(slowly()))
 
-console.log(`proxy RSS idle: ${idle.toFixed(1)} MiB; after ${ROUNDS} x 10 MB uploads: ${after.toFixed(1)} MiB`)
+console.log(
+  `proxy RSS idle: ${idle.toFixed(1)} MiB; after ${ROUNDS} x 10 MB uploads: ${after.toFixed(1)} MiB`,
+)
 console.log(
   `10 MB upload, median of ${ROUNDS}: direct ${median(times.direct).toFixed(0)} ms (${mbps(median(times.direct))} MiB/s), ` +
     `through the proxy ${median(times.proxy).toFixed(0)} ms (${mbps(median(times.proxy))} MiB/s)`,
