@@ -17,7 +17,9 @@ export const UserOptionsSchema = Type.Object(
     default_image_used: Type.Boolean(),
     repository: Type.String({ description: "The project's http_url_to_repo, without credentials." }),
     server_options: Type.Record(Type.String(), Type.Union([Type.String(), Type.Number(), Type.Boolean()])),
-    autosave: Type.Optional(Type.String({ description: 'The autosave branch to restore, renku/autosave/...' })),
+    autosave: Type.Optional(
+      Type.String({ description: 'The autosave branch to restore, renku/autosave/...' }),
+    ),
   },
   { additionalProperties: false },
 )

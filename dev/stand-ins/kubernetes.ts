@@ -17,50 +17,9 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fixtureFor } from '../fixtures/kubernetes/index.js'
 
-type Json = Record<string, unknown>
+import type { Json, StandInEvent, StandInPod } from './kubernetes-objects.js'
 
-interface ContainerStatusLike {
-  name: string
-  state?: { waiting?: { reason?: string }; running?: Json; terminated?: { containerID?: string } }
-  lastState?: { terminated?: { containerID?: string } }
-  [key: string]: unknown
-}
-
-/** A pod as JSON; only the fields the stand-in reads are typed. */
-export interface StandInPod {
-  metadata: {
-    name: string
-    namespace?: string
-    uid?: string
-    resourceVersion?: string
-    creationTimestamp?: string
-    deletionTimestamp?: string
-    deletionGracePeriodSeconds?: number
-    labels?: Record<string, string>
-    annotations?: Record<string, string>
-    [key: string]: unknown
-  }
-  spec?: {
-    nodeName?: string
-    containers?: Array<{ name: string; [key: string]: unknown }>
-    initContainers?: Array<{ name: string; [key: string]: unknown }>
-    [key: string]: unknown
-  }
-  status?: {
-    phase?: string
-    containerStatuses?: ContainerStatusLike[]
-    initContainerStatuses?: ContainerStatusLike[]
-    [key: string]: unknown
-  }
-  [key: string]: unknown
-}
-
-/** An event as JSON (core/v1 `Event`). */
-export interface StandInEvent {
-  metadata: { name: string; namespace?: string; [key: string]: unknown }
-  involvedObject: { kind?: string; name?: string; namespace?: string; uid?: string; [key: string]: unknown }
-  [key: string]: unknown
-}
+export type { StandInEvent, StandInPod }
 
 export interface RecordedRequest {
   method: string

@@ -1,4 +1,3 @@
-
 import type { LaunchRequest, ServerObject } from '../../schemas/servers.js'
 import type { UserOptions } from '../../schemas/user-options.js'
 import type { Config } from '../core/config.js'
