@@ -16,14 +16,26 @@ module.exports = {
       severity: 'error',
       ...below('^lib/core/', '^lib/(?!core/)', '^(plugins|routes|app)'),
     },
-    { name: 'progress-is-vocabulary', severity: 'error', ...below('^lib/progress/', '^lib/(?!core/|progress/)') },
+    {
+      name: 'progress-is-vocabulary',
+      severity: 'error',
+      ...below('^lib/progress/', '^lib/(?!core/|progress/)'),
+    },
     {
       name: 'upstream-clients-know-no-servers',
       severity: 'error',
       ...below('^lib/(auth|gitlab|hub)/', '^lib/(servers|kubernetes)/'),
     },
-    { name: 'servers-use-pods-through-their-port', severity: 'error', ...below('^lib/servers/', '^lib/kubernetes/') },
-    { name: 'lib-is-framework-free-of-the-app', severity: 'error', ...below('^lib/', '^(plugins|routes|app)') },
+    {
+      name: 'servers-use-pods-through-their-port',
+      severity: 'error',
+      ...below('^lib/servers/', '^lib/kubernetes/'),
+    },
+    {
+      name: 'lib-is-framework-free-of-the-app',
+      severity: 'error',
+      ...below('^lib/', '^(plugins|routes|app)'),
+    },
     { name: 'plugins-below-routes', severity: 'error', ...below('^plugins/', '^(routes|app)') },
     {
       name: 'service-never-imports-the-harness',

@@ -27,7 +27,7 @@ function frame(sent: SentEvent): string {
   return `id: ${sent.id}\nevent: progress\ndata: ${JSON.stringify(sent.event)}\n\n`
 }
 
-/** `GET servers/{name}/progress`: the launch's progress as Server-Sent Events (SPEC section 10). */
+/** `GET servers/{name}/progress`: the launch's progress as Server-Sent Events (the README's "Following a start"). */
 const progressRoutes: FastifyPluginAsyncTypebox<ProgressOptions> = async (fastify, options) => {
   const keepAliveMs = options.keepAliveMs ?? 15_000
   const watches = new LaunchWatches({

@@ -1,5 +1,5 @@
 /**
- * Every error code the service answers (SPEC section 6), with its HTTP status and what it
+ * Every error code the service answers (the README's "Errors"), with its HTTP status and what it
  * means. The one list: `ApiError` takes its code type from it (a typo fails the typecheck),
  * the OpenAPI document's `Error.code` enum and each operation's error responses are built
  * from it (`errors(...)` in schemas/common.ts), and test/openapi.test.ts checks that every

@@ -1,6 +1,6 @@
 import { type Static, Type } from '@sinclair/typebox'
 
-/** The steps of a launch, in the order they are sent (SPEC section 10). */
+/** The steps of a launch, in the order they are sent (the README's "Following a start"). */
 export const PROGRESS_STEPS = [
   'requested',
   'scheduled',

@@ -1,5 +1,5 @@
 /**
- * Prometheus metrics (SPEC section 12) on their own listener, after real traffic over the
+ * Prometheus metrics (the README's "Metrics") on their own listener, after real traffic over the
  * whole stack: requests by route pattern, upstream calls by operation and outcome, launches
  * and stops, hub reads, and the process's own metrics. None of it through the service prefix.
  */

@@ -33,11 +33,11 @@ type Document = {
 
 const PREFIX = '/services/notebooks/'
 const ROOT = path.resolve(import.meta.dirname, '..')
-/** Operations anyone may call (SPEC section 3). */
+/** Operations anyone may call (the README's "Endpoints"). */
 const PUBLIC = new Set(['health', 'ready', 'openapi', 'login', 'oauthCallback', 'logout'])
 /** Error responses that are not the Error body, and why. */
 const NOT_ERROR_BODY: Record<string, string> = {
-  'ready 503': 'readiness answers 503 with its own {ok, checks} shape (SPEC section 4)',
+  'ready 503': 'readiness answers 503 with its own {ok, checks} shape (README, Endpoints)',
 }
 const METHODS = ['get', 'put', 'post', 'delete', 'patch', 'head', 'options']
 

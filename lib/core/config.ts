@@ -5,7 +5,7 @@ import { Type } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { ServerOptionSchema, type ServerOptions } from '../../schemas/server-options.js'
 
-/** The service's configuration, read from the environment (SPEC section 2). */
+/** The service's configuration, read from the environment (the README's "Configuration"). */
 export interface Config {
   /** Hub API base without a trailing slash, e.g. `http://hub:8081/hub/api`. */
   hubApiUrl: string

@@ -1,4 +1,4 @@
-/** Errors the service answers with, in the body of SPEC section 6. */
+/** Errors the service answers with, in the body of the README's "Errors". */
 import type { ErrorCode } from '../../schemas/error-codes.js'
 
 export type { ErrorCode } from '../../schemas/error-codes.js'

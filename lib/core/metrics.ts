@@ -1,5 +1,5 @@
 /**
- * The service's Prometheus metrics (SPEC section 12), one registry per app so that several
+ * The service's Prometheus metrics (the README's "Metrics"), one registry per app so that several
  * apps in one process (the tests) keep their own series, and the listener that serves them.
  */
 import http from 'node:http'
@@ -58,7 +58,7 @@ export function errorOutcome(err: unknown): UpstreamOutcome {
   return err instanceof UpstreamError ? failureOutcome[err.failure] : 'bad_response'
 }
 
-/** Whether an error refused the request (the caller's 4xx) or failed it (5xx), and its SPEC 6 code. */
+/** Whether an error refused the request (the caller's 4xx) or failed it (5xx), and its error code. */
 function errorVerdict(err: unknown): { refused: boolean; code: string } {
   if (err instanceof ApiError) return { refused: err.statusCode < 500, code: err.code }
   return { refused: false, code: 'INTERNAL_ERROR' }

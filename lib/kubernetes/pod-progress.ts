@@ -1,5 +1,5 @@
 /**
- * The launch steps a pod has reached (SPEC section 10), read from its state and the events
+ * The launch steps a pod has reached (the README's "Following a start"), read from its state and the events
  * about it, so that any replica, joining at any time, derives the same steps: scheduled (a
  * node), pulling (a `Pulling` event), cloning (the clone init container ran), starting (the
  * notebook container ran). A pod that cannot start (pull failure, crash loop) gives a failure.

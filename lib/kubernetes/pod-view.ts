@@ -72,7 +72,7 @@ function workVolumeSize(pod: V1Pod, container: V1Container): string | undefined 
   return (work ?? sized[0])?.emptyDir?.sizeLimit
 }
 
-/** What the notebook container asked for, in the units of the server options (SPEC section 8). */
+/** What the notebook container asked for, in the units of the server options (the OpenAPI `Server` schema). */
 export function podResources(pod: V1Pod): PodView['resources'] {
   const container = notebookContainer(pod)
   if (!container) return undefined

@@ -1,5 +1,5 @@
 /**
- * The steps of a launch (SPEC section 10): their order, their progress figures, the event ids
+ * The steps of a launch (the README's "Following a start"): their order, their progress figures, the event ids
  * every replica derives alike, and the sentences for the hub's progress messages and failures.
  */
 import { PROGRESS_STEPS, type ProgressEvent, type ProgressStep } from '../../schemas/progress.js'

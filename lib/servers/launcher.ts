@@ -35,7 +35,7 @@ interface ResolvedImage {
   defaultImageUsed: boolean
 }
 
-/** The launch of SPEC section 4: checks in GitLab, then one named server at the hub. */
+/** A launch (`POST servers`): checks in GitLab, then one named server at the hub. */
 export class Launcher {
   /** Launches under way, so identical concurrent requests of one user share one. */
   private readonly inFlight = new Map<string, Promise<LaunchResult>>()

@@ -18,7 +18,7 @@ export interface PodView {
   step?: string
   message?: string
   reason?: string
-  /** Requests of the notebook container, in the units of the server options (SPEC 8). */
+  /** Requests of the notebook container, in the units of the server options (the OpenAPI `Server` schema). */
   resources?: { cpu?: string; memory?: string; storage?: string; gpu?: string }
   annotations: Record<string, string>
   labels: Record<string, string>
@@ -59,7 +59,7 @@ export interface LogSource {
   readLogs(request: LogRequest): Promise<string[]>
 }
 
-/** The launch steps a server's pod has reached (SPEC section 10), oldest first. */
+/** The launch steps a server's pod has reached (the README's "Following a start"), oldest first. */
 export interface PodLaunch {
   reached: { step: ProgressStep; detail: StepDetail }[]
   ready: boolean

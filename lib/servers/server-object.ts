@@ -127,7 +127,7 @@ function statusOf(server: HubServer, pod?: PodView): ServerObject['status'] {
   return { state: 'starting', ready: false, ...detail }
 }
 
-/** The server object of SPEC section 8, from the hub's server and, where known, its pod. */
+/** The server object (the OpenAPI `Server` schema), from the hub's server and, where known, its pod. */
 export function toServerObject(
   hub: { origin: string; baseUrl: string },
   user: string,

@@ -1,7 +1,7 @@
 // Reproduces the Dockerfile's runtime stage without a Docker engine: the
 // stage's COPY lines are read from the Dockerfile and replayed into a temporary
 // folder, its `npm ci` runs there (production dependencies only), and the
-// image's CMD is started from that folder with the SPEC section 2 environment.
+// image's CMD is started from that folder with the environment of the README's "Configuration".
 // The service must answer its health check and exit 0 promptly on SIGTERM, as
 // it will under tini in the pod.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'

@@ -1,5 +1,5 @@
 /**
- * The contract of SPEC section 6 under pressure: 10,000 generated requests straight at the
+ * The contract of the README's "Errors" under pressure: 10,000 generated requests straight at the
  * service (a real hub, the GitLab stand-in) never give a 500, every 4xx is the error body
  * with a code the OpenAPI document lists for that operation, and no token comes back;
  * unexpected errors (a throwing handler, hook or serializer, malformed HTTP) still answer
@@ -428,7 +428,7 @@ function violation(
     return 'an error body that does not parse'
   }
   const { messages, code } = answer
-  // Readiness answers 503 with its own shape when an upstream fails (SPEC section 4).
+  // Readiness answers 503 with its own shape when an upstream fails (the README's "Endpoints").
   const ready = answer as { ok?: unknown; checks?: unknown }
   if (status === 503 && req.url.startsWith(`${PREFIX}/ready`) && ready.ok === false && ready.checks)
     return null

@@ -81,7 +81,7 @@ t.test('launch, use, list, read logs of and stop a server', async (t) => {
         lfs_auto_fetch: false,
       },
     },
-    'the spawner received the user options of SPEC 7, and no token',
+    'the spawner received the user options of schemas/user-options.ts, and no token',
   )
 
   const running = await readyServer(developer, expectedName)

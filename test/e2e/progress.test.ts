@@ -1,5 +1,5 @@
 /**
- * The progress stream of a start (SPEC section 10) over a real JupyterHub whose local spawner
+ * The progress stream of a start (the README's "Following a start") over a real JupyterHub whose local spawner
  * reports its steps: the whole sequence, resuming on another replica, failures, a running
  * server, access, keep-alives, and the load many watchers put on the hub.
  */

@@ -1,5 +1,5 @@
 /**
- * What a pod's launch becomes on the progress stream (SPEC section 10): each stage of a pod
+ * What a pod's launch becomes on the progress stream (the README's "Following a start"): each stage of a pod
  * walking from no node to ready (or to a pull failure) gives the right steps and sentences,
  * and the hub's progress messages map to the same steps.
  */
