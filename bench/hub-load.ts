@@ -27,6 +27,7 @@
  * failure. Prints the table, per-phase details, and a last line of JSON.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { createWriteStream, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -38,7 +39,6 @@ import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { parseArgs, promisify } from 'node:util'
-import { randomBytes } from 'node:crypto'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const HUB_CONFIG = path.join(ROOT, 'bench/hub-load/null_spawner_config.py')
@@ -69,29 +69,33 @@ function wholeNumbers(name: string, raw: string): number[] {
   }
   return numbers
 }
+const wholeNumber = (name: string, raw: string) => wholeNumbers(name, raw)[0] ?? 0
 const SIZES = wholeNumbers('servers', args.servers)
-const [WINDOW_S] = wholeNumbers('window', args.window)
-const [WARMUP_S] = wholeNumbers('warmup', args.warmup)
-const [CLIENTS] = wholeNumbers('clients', args.clients)
+const WINDOW_S = wholeNumber('window', args.window)
+const WARMUP_S = wholeNumber('warmup', args.warmup)
+const CLIENTS = wholeNumber('clients', args.clients)
 const CLOCK_TICKS = Number((await promisify(execFile)('getconf', ['CLK_TCK'])).stdout.trim()) || 100
 
 const log = (line: string) => process.stderr.write(`[hub-load] ${line}\n`)
 const token = () => randomBytes(24).toString('hex')
 const median = (values: number[]) => {
   const sorted = [...values].sort((a, b) => a - b)
-  return sorted.length ? sorted[Math.floor((sorted.length - 1) / 2)] : Number.NaN
+  return sorted[Math.floor((sorted.length - 1) / 2)] ?? Number.NaN
 }
-const percentile = (values: number[], p: number) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] : Number.NaN
-}
+const maximum = (values: number[]) => (values.length ? Math.max(...values) : Number.NaN)
 
 // --- processes and cleanup ------------------------------------------------------------------------
 
 const children = new Set<ChildProcess>()
 const closers: (() => Promise<unknown>)[] = []
 
-function start(command: string, argv: string[], env: NodeJS.ProcessEnv, logFile: string, cwd = ROOT): ChildProcess {
+function start(
+  command: string,
+  argv: string[],
+  env: NodeJS.ProcessEnv,
+  logFile: string,
+  cwd = ROOT,
+): ChildProcess {
   const out = createWriteStream(logFile, { flags: 'a' })
   const child = spawn(command, argv, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] })
   child.stdout?.pipe(out)
@@ -151,10 +155,12 @@ async function listen(server: http.Server): Promise<number> {
 
 /** Every "server": answers anything, as a running single-user server answers the hub's check. */
 async function startNullServer(): Promise<number> {
-  return listen(http.createServer((_req, res) =>
+  return listen(
+    http.createServer((_req, res) =>
       // The version header spares the hub a warning per server.
       res.writeHead(200, { 'content-type': 'text/plain', 'x-jupyterhub-version': '3.0.0' }).end('ok'),
-    ),)
+    ),
+  )
 }
 
 /**
@@ -178,7 +184,9 @@ async function startRouteTable(proxyToken: string, names: string[], nullPort: nu
     let body = ''
     for await (const chunk of req) body += chunk
     if (req.method === 'GET' && url.pathname === '/api/routes') {
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(Object.fromEntries(routes)))
+      res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify(Object.fromEntries(routes)))
     } else if (req.method === 'POST') {
       routes.set(route, JSON.parse(body || '{}'))
       res.writeHead(201).end()
@@ -218,7 +226,8 @@ async function hubGet(hub: Hub, pathAndQuery: string, tok: string, headers: Reco
     signal: AbortSignal.timeout(30_000),
   })
   const text = await response.text()
-  if (response.status !== 200) throw new Error(`hub ${pathAndQuery}: ${response.status} ${text.slice(0, 200)}`)
+  if (response.status !== 200)
+    throw new Error(`hub ${pathAndQuery}: ${response.status} ${text.slice(0, 200)}`)
   return JSON.parse(text) as unknown
 }
 
@@ -228,14 +237,22 @@ async function startHub(runDir: string, servers: number): Promise<Hub> {
   const proxyToken = token()
   const proxyPort = await startRouteTable(proxyToken, names, nullPort)
   const began = performance.now()
-  await promisify(execFile)(PYTHON, [SEED, path.join(runDir, 'jupyterhub.sqlite'), String(servers), String(nullPort), USER_PREFIX])
+  await promisify(execFile)(PYTHON, [
+    SEED,
+    path.join(runDir, 'jupyterhub.sqlite'),
+    String(servers),
+    String(nullPort),
+    USER_PREFIX,
+  ])
   const clientTokens = names.slice(0, CLIENTS).map((user) => ({ user, token: token() }))
   const probeToken = token()
   const tokensFile = path.join(runDir, 'user-tokens.json')
   // The probe user is created by the hub from its token (JupyterHub.api_tokens).
   writeFileSync(
     tokensFile,
-    JSON.stringify(Object.fromEntries([...clientTokens.map((c) => [c.token, c.user]), [probeToken, PROBE_USER]])),
+    JSON.stringify(
+      Object.fromEntries([...clientTokens.map((c) => [c.token, c.user]), [probeToken, PROBE_USER]]),
+    ),
   )
   const hubPort = await freePort()
   const serviceToken = token()
@@ -274,7 +291,8 @@ async function startHub(runDir: string, servers: number): Promise<Hub> {
   // Up when its API answers and every seeded server is active (the hub checks them at start).
   for (let attempt = 0; ; attempt++) {
     if (child.exitCode !== null) throw new Error(`jupyterhub exited (${child.exitCode}); see ${logFile}`)
-    if (attempt > 600) throw new Error(`jupyterhub did not come up with ${servers} servers in 120 s; see ${logFile}`)
+    if (attempt > 600)
+      throw new Error(`jupyterhub did not come up with ${servers} servers in 120 s; see ${logFile}`)
     await sleep(200)
     const active = await fullList(hub).catch(() => null)
     if (active?.users === servers) break
@@ -311,7 +329,8 @@ interface Logged {
   ms: number
 }
 
-const LOG_LINE = /\] (\d{3}) ([A-Z]+) (\S+) \(([^@)]*)@[^)]*\) ([\d.]+)ms/
+const LOG_LINE =
+  /\] (?<status>\d{3}) (?<method>[A-Z]+) (?<uri>\S+) \((?<requester>[^@)]*)@[^)]*\) (?<ms>[\d.]+)ms/
 
 /** The hub's request lines written since byte `from` (returns the new end too). */
 function readLog(file: string, from: number): { lines: Logged[]; end: number } {
@@ -319,9 +338,15 @@ function readLog(file: string, from: number): { lines: Logged[]; end: number } {
   const text = readFileSync(file).subarray(from, end).toString('utf8')
   const lines: Logged[] = []
   for (const line of text.split('\n')) {
-    const match = LOG_LINE.exec(line)
-    if (match) {
-      lines.push({ status: Number(match[1]), method: match[2], uri: match[3], requester: match[4], ms: Number(match[5]) })
+    const found = LOG_LINE.exec(line)?.groups
+    if (found) {
+      lines.push({
+        status: Number(found.status),
+        method: found.method ?? '',
+        uri: found.uri ?? '',
+        requester: found.requester ?? '',
+        ms: Number(found.ms),
+      })
     }
   }
   return { lines, end }
@@ -356,7 +381,8 @@ async function startReplica(hub: Hub, runDir: string, index: number): Promise<Re
   )
   const url = `http://127.0.0.1:${port}${PREFIX}`
   for (let attempt = 0; ; attempt++) {
-    if (child.exitCode !== null) throw new Error(`service replica ${index} exited (${child.exitCode}); see ${runDir}`)
+    if (child.exitCode !== null)
+      throw new Error(`service replica ${index} exited (${child.exitCode}); see ${runDir}`)
     if (attempt > 300) throw new Error(`service replica ${index} did not answer in 30 s`)
     await sleep(100)
     const ok = await fetch(`${url}health`)
@@ -370,6 +396,8 @@ async function startReplica(hub: Hub, runDir: string, index: number): Promise<Re
 class Clients {
   ok = 0
   failed = 0
+  /** Failed answers by status (`timeout`, `error` when there was none). */
+  failures = new Map<string, number>()
   private running = true
   private loops: Promise<void>[] = []
 
@@ -390,12 +418,17 @@ class Clients {
         })
         await response.arrayBuffer()
         if (response.status === 200) this.ok++
-        else this.failed++
-      } catch {
-        this.failed++
+        else this.fail(String(response.status))
+      } catch (err) {
+        this.fail((err as Error).name === 'TimeoutError' ? 'timeout' : 'error')
       }
       await sleep(Math.max(0, CLIENT_EVERY_MS - (performance.now() - began)))
     }
+  }
+
+  private fail(why: string) {
+    this.failed++
+    this.failures.set(why, (this.failures.get(why) ?? 0) + 1)
   }
 
   async stop() {
@@ -449,6 +482,8 @@ interface Phase {
   tokenChecksPerMinute: number
   clientRequestsOk: number
   clientRequestsFailed: number
+  /** Failed client requests by status, over the whole run so far. */
+  clientFailures: Record<string, number>
 }
 
 interface SizeResult {
@@ -473,23 +508,26 @@ async function measure(hub: Hub, probe: Probe, clients: Clients, replicas: numbe
   const { lines } = readLog(hub.logFile, logFrom)
   const pages = lines.filter((l) => l.requester === 'notebooks' && l.uri.startsWith('/hub/api/users?'))
   const clientUsers = new Set(hub.clientTokens.map((c) => c.user))
-  const tokenChecks = lines.filter((l) => clientUsers.has(l.requester) && /^\/hub\/api\/user(\?|$)/.test(l.uri))
+  const tokenChecks = lines.filter(
+    (l) => clientUsers.has(l.requester) && /^\/hub\/api\/user(\?|$)/.test(l.uri),
+  )
   const probes = probe.between(from, to)
   const phase: Phase = {
     replicas,
     hubCpuPercent: Math.round(((cpuTo - cpuFrom) / seconds) * 1000) / 10,
     probeP50Ms: Math.round(median(probes)),
-    probeMaxMs: Math.round(percentile(probes, 100)),
+    probeMaxMs: Math.round(maximum(probes)),
     servicePagesPerSecond: Math.round((pages.length / seconds) * 10) / 10,
     servicePageMs: pages.length ? Math.round(pages.reduce((sum, l) => sum + l.ms, 0) / pages.length) : 0,
     tokenChecksPerMinute: Math.round((tokenChecks.length / seconds) * 60),
     clientRequestsOk: clients.ok - okFrom,
     clientRequestsFailed: clients.failed - failedFrom,
+    clientFailures: Object.fromEntries(clients.failures),
   }
   log(
     `  ${replicas} replica(s): hub CPU ${phase.hubCpuPercent}%, GET /user p50 ${phase.probeP50Ms} ms max ${phase.probeMaxMs} ms, ` +
       `${phase.servicePagesPerSecond} list pages/s, ${phase.tokenChecksPerMinute} token checks/min, ` +
-      `clients ${phase.clientRequestsOk} ok ${phase.clientRequestsFailed} failed`,
+      `clients ${phase.clientRequestsOk} ok ${phase.clientRequestsFailed} failed ${JSON.stringify(phase.clientFailures)}`,
   )
   return phase
 }
@@ -508,11 +546,13 @@ async function runSize(servers: number): Promise<SizeResult> {
       const { end } = readLog(hub.logFile, 0)
       const list = await fullList(hub)
       await sleep(200) // the log line of the last page
-      const pages = readLog(hub.logFile, end).lines.filter((l) => l.requester === 'bench' && l.uri.startsWith('/hub/api/users?'))
+      const pages = readLog(hub.logFile, end).lines.filter(
+        (l) => l.requester === 'bench' && l.uri.startsWith('/hub/api/users?'),
+      )
       lists.push({ hubMs: pages.reduce((sum, l) => sum + l.ms, 0), wallMs: list.ms, pages: list.pages })
     }
     const hubMs = median(lists.map((l) => l.hubMs))
-    log(`  one full list: ${Math.round(hubMs)} ms of hub time over ${lists[0].pages} pages`)
+    log(`  one full list: ${Math.round(hubMs)} ms of hub time over ${lists[0]?.pages ?? 0} pages`)
     const phases = [await measure(hub, probe, clients, 0)]
     const replicas: Replica[] = []
     for (const count of [1, 3]) {
@@ -527,7 +567,7 @@ async function runSize(servers: number): Promise<SizeResult> {
       servers,
       fullListHubMs: Math.round(hubMs),
       fullListWallMs: Math.round(median(lists.map((l) => l.wallMs))),
-      fullListPages: lists[0].pages,
+      fullListPages: lists[0]?.pages ?? 0,
       phases,
     }
   } finally {
@@ -581,5 +621,7 @@ try {
   process.exitCode = 1
 }
 if (results.length) {
-  process.stdout.write(`${report(results)}\n\n${JSON.stringify({ window: WINDOW_S, warmup: WARMUP_S, clients: CLIENTS, results })}\n`)
+  process.stdout.write(
+    `${report(results)}\n\n${JSON.stringify({ window: WINDOW_S, warmup: WARMUP_S, clients: CLIENTS, results })}\n`,
+  )
 }
