@@ -34,7 +34,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import net from 'node:net'
-import { tmpdir } from 'node:os'
+import { availableParallelism, loadavg, tmpdir } from 'node:os'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
@@ -288,15 +288,18 @@ async function startHub(runDir: string, servers: number): Promise<Hub> {
     clientTokens,
     probeToken,
   }
-  // Up when its API answers and every seeded server is active (the hub checks them at start).
-  for (let attempt = 0; ; attempt++) {
+  // Up once it has checked every seeded server and is running (its log says both; asking for the
+  // list meanwhile would only slow it down), and then lists them all as active.
+  const deadline = performance.now() + 300_000
+  const started = (text: string) =>
+    /Initialized \d+ spawners/.test(text) && /JupyterHub is now running/.test(text)
+  while (!started(readFileSync(logFile, 'utf8'))) {
     if (child.exitCode !== null) throw new Error(`jupyterhub exited (${child.exitCode}); see ${logFile}`)
-    if (attempt > 600)
-      throw new Error(`jupyterhub did not come up with ${servers} servers in 120 s; see ${logFile}`)
-    await sleep(200)
-    const active = await fullList(hub).catch(() => null)
-    if (active?.users === servers) break
+    if (performance.now() > deadline) throw new Error(`jupyterhub did not come up in 300 s; see ${logFile}`)
+    await sleep(250)
   }
+  const active = await fullList(hub)
+  if (active.users !== servers) throw new Error(`the hub lists ${active.users} active users, not ${servers}`)
   log(`hub up with ${servers} active servers after ${((performance.now() - began) / 1000).toFixed(1)} s`)
   return hub
 }
@@ -484,6 +487,8 @@ interface Phase {
   clientRequestsFailed: number
   /** Failed client requests by status, over the whole run so far. */
   clientFailures: Record<string, number>
+  /** The machine's 1-minute load average at the end of the window (the hub competes for the cores). */
+  loadAverage: number
 }
 
 interface SizeResult {
@@ -523,11 +528,12 @@ async function measure(hub: Hub, probe: Probe, clients: Clients, replicas: numbe
     clientRequestsOk: clients.ok - okFrom,
     clientRequestsFailed: clients.failed - failedFrom,
     clientFailures: Object.fromEntries(clients.failures),
+    loadAverage: Math.round((loadavg()[0] ?? 0) * 10) / 10,
   }
   log(
     `  ${replicas} replica(s): hub CPU ${phase.hubCpuPercent}%, GET /user p50 ${phase.probeP50Ms} ms max ${phase.probeMaxMs} ms, ` +
       `${phase.servicePagesPerSecond} list pages/s, ${phase.tokenChecksPerMinute} token checks/min, ` +
-      `clients ${phase.clientRequestsOk} ok ${phase.clientRequestsFailed} failed ${JSON.stringify(phase.clientFailures)}`,
+      `load ${phase.loadAverage}, clients ${phase.clientRequestsOk} ok ${phase.clientRequestsFailed} failed ${JSON.stringify(phase.clientFailures)}`,
   )
   return phase
 }
@@ -596,18 +602,26 @@ function report(results: SizeResult[]): string {
       (p) =>
         `| ${r.servers.toLocaleString('en')} | ${p.replicas} | ${p.hubCpuPercent}% | ${p.servicePagesPerSecond} | ` +
         `${p.servicePageMs} ms | ${p.tokenChecksPerMinute} | ${p.probeP50Ms} / ${p.probeMaxMs} ms | ` +
-        `${p.clientRequestsOk} / ${p.clientRequestsFailed} |`,
+        `${p.clientRequestsOk} / ${p.clientRequestsFailed} | ${p.loadAverage} |`,
     ),
   )
+  const busiest = Math.max(...results.flatMap((r) => r.phases.map((p) => p.loadAverage)))
+  const cores = availableParallelism()
   return [
+    ...(busiest > cores
+      ? [
+          `Note: the machine's load average reached ${busiest} on ${cores} cores; the hub competed for CPU, so its share is capped and its latencies inflated.`,
+          '',
+        ]
+      : []),
     `Hub CPU share over ${WINDOW_S} s (after ${WARMUP_S} s warm-up); ${CLIENTS} users poll GET servers on every replica every 2 s.`,
     '',
     '| active servers | one full list, hub time | hub CPU, no service | one replica | three replicas | hub `GET /user` p50 / max (none · one · three) |',
     '|---|---|---|---|---|---|',
     ...rows,
     '',
-    '| active servers | replicas | hub CPU | service list pages/s | hub ms per page | token checks/min | hub `GET /user` p50 / max | client GET servers ok / failed |',
-    '|---|---|---|---|---|---|---|---|',
+    '| active servers | replicas | hub CPU | service list pages/s | hub ms per page | token checks/min | hub `GET /user` p50 / max | client GET servers ok / failed | load average |',
+    '|---|---|---|---|---|---|---|---|---|',
     ...details,
   ].join('\n')
 }
