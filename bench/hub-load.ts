@@ -29,7 +29,7 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
-import { createWriteStream, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { createWriteStream, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -293,7 +293,7 @@ async function startHub(runDir: string, servers: number): Promise<Hub> {
   const deadline = performance.now() + 300_000
   const started = (text: string) =>
     /Initialized \d+ spawners/.test(text) && /JupyterHub is now running/.test(text)
-  while (!started(readFileSync(logFile, 'utf8'))) {
+  while (!started(existsSync(logFile) ? readFileSync(logFile, 'utf8') : '')) {
     if (child.exitCode !== null) throw new Error(`jupyterhub exited (${child.exitCode}); see ${logFile}`)
     if (performance.now() > deadline) throw new Error(`jupyterhub did not come up in 300 s; see ${logFile}`)
     await sleep(250)
