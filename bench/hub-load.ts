@@ -541,7 +541,11 @@ async function measure(hub: Hub, probe: Probe, clients: Clients, replicas: numbe
 async function runSize(servers: number): Promise<SizeResult> {
   const runDir = await mkdtemp(path.join(tmpdir(), `hub-load-${servers}-`))
   log(`${servers} active servers (run dir ${runDir})`)
-  const hub = await startHub(runDir, servers)
+  const hub = await startHub(runDir, servers).catch(async (err) => {
+    await cleanup()
+    if (!args.keep) await rm(runDir, { recursive: true, force: true })
+    throw err
+  })
   const probe = new Probe(hub)
   const clients = new Clients()
   try {
