@@ -365,6 +365,7 @@ interface Replica {
 async function startReplica(hub: Hub, runDir: string, index: number): Promise<Replica> {
   const port = await freePort()
   const closedPort = await freePort()
+  const logFile = path.join(runDir, `service-${index}.log`)
   const child = start(
     process.execPath,
     ['--import', 'tsx', 'server.ts'],
@@ -380,12 +381,14 @@ async function startReplica(hub: Hub, runDir: string, index: number): Promise<Re
       GITLAB_URL: `http://127.0.0.1:${closedPort}`,
       LOG_LEVEL: 'warn',
     },
-    path.join(runDir, `service-${index}.log`),
+    logFile,
   )
   const url = `http://127.0.0.1:${port}${PREFIX}`
   for (let attempt = 0; ; attempt++) {
-    if (child.exitCode !== null)
-      throw new Error(`service replica ${index} exited (${child.exitCode}); see ${runDir}`)
+    if (child.exitCode !== null) {
+      const tail = readFileSync(logFile, 'utf8').trim().split('\n').slice(-5).join('\n')
+      throw new Error(`service replica ${index} exited (${child.exitCode}):\n${tail}`)
+    }
     if (attempt > 300) throw new Error(`service replica ${index} did not answer in 30 s`)
     await sleep(100)
     const ok = await fetch(`${url}health`)
