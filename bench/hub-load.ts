@@ -23,6 +23,17 @@
  *   included), asked every 250 ms by a user no client uses: p50 / max per phase;
  * - per phase from the hub's log: the service's list pages and token checks (`GET /user`).
  *
+ * Why seeded, not spawned: 5,000 starts through the API cost the hub far more than the
+ * measurement (each one a spawn, database writes and a route); a seeded hub loads them as a hub
+ * restarting over running servers does, about 20 s for 5,000 on a quiet machine. Why not
+ * configurable-http-proxy: the hub only talks to it at start and every 5 minutes
+ * (`last_activity_interval`), so it is not in the measured windows either way, and its node process
+ * would compete with the hub for the same cores. The measuring itself costs the hub about 2% (the
+ * probe's 4 requests a second): that is the "no service" column.
+ *
+ * The hub's CPU share can only show load when the hub gets a core: on a machine whose load average
+ * exceeds its cores the shares are capped and the latencies inflated; the report says so.
+ *
  * Everything listens on 127.0.0.1; every process started is stopped at the end, on Ctrl-C and on
  * failure. Prints the table, per-phase details, and a last line of JSON.
  */
