@@ -98,6 +98,8 @@ const maximum = (values: number[]) => (values.length ? Math.max(...values) : Num
 // --- processes and cleanup ------------------------------------------------------------------------
 
 const children = new Set<ChildProcess>()
+/** The run dir of the size being measured, removed on Ctrl-C too (unless --keep). */
+let currentRunDir: string | undefined
 const closers: (() => Promise<unknown>)[] = []
 
 function start(
@@ -136,7 +138,11 @@ process.on('exit', () => {
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
     log(`${signal}: stopping everything`)
-    void cleanup().finally(() => process.exit(130))
+    void cleanup()
+      .then(() =>
+        currentRunDir && !args.keep ? rm(currentRunDir, { recursive: true, force: true }) : undefined,
+      )
+      .finally(() => process.exit(130))
   })
 }
 
@@ -554,6 +560,7 @@ async function measure(hub: Hub, probe: Probe, clients: Clients, replicas: numbe
 
 async function runSize(servers: number): Promise<SizeResult> {
   const runDir = await mkdtemp(path.join(tmpdir(), `hub-load-${servers}-`))
+  currentRunDir = runDir
   log(`${servers} active servers (run dir ${runDir})`)
   const hub = await startHub(runDir, servers).catch(async (err) => {
     await cleanup()
