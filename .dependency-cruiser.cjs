@@ -5,44 +5,32 @@
  * credential proxy (git-proxy/) stands alone, as it runs in a pod of its own.
  * `test/layering.test.ts` runs these rules; `npx depcruise -c .dependency-cruiser.cjs .` too.
  */
-const below = (from, ...to) => ({ from: { path: from }, to: { path: to.join('|') } })
+/** [rule, importer, what it must not import]: each a layer that must not reach upwards. */
+const upwardImports = [
+  ['schemas-are-the-bottom', '^schemas/', '^(lib|plugins|routes|app)'],
+  ['core-depends-on-nothing-of-lib', '^lib/core/', '^lib/(?!core/)|^(plugins|routes|app)'],
+  ['progress-is-vocabulary', '^lib/progress/', '^lib/(?!core/|progress/)'],
+  ['upstream-clients-know-no-servers', '^lib/(auth|gitlab|hub)/', '^lib/(servers|kubernetes)/'],
+  ['servers-use-pods-through-their-port', '^lib/servers/', '^lib/kubernetes/'],
+  ['lib-is-framework-free-of-the-app', '^lib/', '^(plugins|routes|app)'],
+  ['plugins-below-routes', '^plugins/', '^(routes|app)'],
+  [
+    'service-never-imports-the-harness',
+    '^(lib|plugins|routes|schemas|git-proxy)/|^(app|server)\\.ts$',
+    '^(dev|test|bench|scripts)/',
+  ],
+  ['harness-is-not-a-test', '^(dev|bench|scripts)/', '^test/'],
+]
 
 module.exports = {
   forbidden: [
     { name: 'no-cycles', severity: 'error', from: {}, to: { circular: true } },
-    { name: 'schemas-are-the-bottom', severity: 'error', ...below('^schemas/', '^(lib|plugins|routes|app)') },
-    {
-      name: 'core-depends-on-nothing-of-lib',
+    ...upwardImports.map(([name, from, to]) => ({
+      name,
       severity: 'error',
-      ...below('^lib/core/', '^lib/(?!core/)', '^(plugins|routes|app)'),
-    },
-    {
-      name: 'progress-is-vocabulary',
-      severity: 'error',
-      ...below('^lib/progress/', '^lib/(?!core/|progress/)'),
-    },
-    {
-      name: 'upstream-clients-know-no-servers',
-      severity: 'error',
-      ...below('^lib/(auth|gitlab|hub)/', '^lib/(servers|kubernetes)/'),
-    },
-    {
-      name: 'servers-use-pods-through-their-port',
-      severity: 'error',
-      ...below('^lib/servers/', '^lib/kubernetes/'),
-    },
-    {
-      name: 'lib-is-framework-free-of-the-app',
-      severity: 'error',
-      ...below('^lib/', '^(plugins|routes|app)'),
-    },
-    { name: 'plugins-below-routes', severity: 'error', ...below('^plugins/', '^(routes|app)') },
-    {
-      name: 'service-never-imports-the-harness',
-      severity: 'error',
-      ...below('^(lib|plugins|routes|schemas|git-proxy)/|^(app|server)\\.ts$', '^(dev|test|bench|scripts)/'),
-    },
-    { name: 'harness-is-not-a-test', severity: 'error', ...below('^(dev|bench|scripts)/', '^test/') },
+      from: { path: from },
+      to: { path: to },
+    })),
     {
       name: 'git-proxy-stands-alone',
       severity: 'error',

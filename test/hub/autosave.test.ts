@@ -3,27 +3,19 @@
  * stand-in's real repository over smart HTTP.
  */
 import { execFile } from 'node:child_process'
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import net from 'node:net'
-import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
-import { createWorld } from '../../dev/gitlab-world.js'
-import { startGitLab } from '../../dev/stand-ins/gitlab/index.js'
+import { startTestGitLab } from '../support/gitlab.js'
 
 const execFileAsync = promisify(execFile)
 const FILES = path.resolve(import.meta.dirname, '..', '..', 'chart', 'files')
 const AUTOSAVE = path.join(FILES, 'autosave.sh')
 const CLONE = path.join(FILES, 'clone-repo.sh')
 
-const dir = await mkdtemp(path.join(tmpdir(), 'autosave-'))
-const world = await createWorld(path.join(dir, 'repos'))
-const gitlab = await startGitLab(world)
-t.teardown(async () => {
-  await gitlab.close()
-  await rm(dir, { recursive: true, force: true })
-})
+const { dir, world, gitlab } = await startTestGitLab(t, 'autosave')
 
 const { developer } = world.users
 const { masterFirst } = world.commits.demo

@@ -1,24 +1,16 @@
 import { execFile } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
-import { createWorld } from '../../dev/gitlab-world.js'
 import { startHub } from '../../dev/hub.js'
-import { startGitLab } from '../../dev/stand-ins/gitlab/index.js'
+import { startTestGitLab } from '../support/gitlab.js'
 
 const execFileAsync = promisify(execFile)
 const CLONE_SCRIPT = path.resolve(import.meta.dirname, '..', '..', 'chart', 'files', 'clone-repo.sh')
 
-const dir = await mkdtemp(path.join(tmpdir(), 'local-spawner-'))
-const world = await createWorld(path.join(dir, 'repos'))
-const gitlab = await startGitLab(world)
-t.teardown(async () => {
-  await gitlab.close()
-  await rm(dir, { recursive: true, force: true })
-})
+const { dir, world, gitlab } = await startTestGitLab(t, 'local-spawner')
 
 const { developer } = world.users
 const sha = world.commits.demo

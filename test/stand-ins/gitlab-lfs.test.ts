@@ -5,23 +5,12 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
-import { createWorld } from '../../dev/gitlab-world.js'
-import {
-  LFS_MISSING_MESSAGE,
-  lfsPointer,
-  readLfsObject,
-  startGitLab,
-} from '../../dev/stand-ins/gitlab/index.js'
+import { LFS_MISSING_MESSAGE, lfsPointer, readLfsObject } from '../../dev/stand-ins/gitlab/index.js'
+import { startTestGitLab } from '../support/gitlab.js'
 
 const execFileAsync = promisify(execFile)
 
-const dir = await mkdtemp(path.join(tmpdir(), 'gitlab-lfs-test-'))
-const world = await createWorld(dir)
-const gitlab = await startGitLab(world)
-t.teardown(async () => {
-  await gitlab.close()
-  await rm(dir, { recursive: true, force: true })
-})
+const { dir, world, gitlab } = await startTestGitLab(t, 'gitlab-lfs-test')
 
 const { developer, guest, outsider } = world.users
 const { demo, notebook } = world.projects

@@ -4,19 +4,12 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
-import { createWorld } from '../../dev/gitlab-world.js'
-import { startGitLab } from '../../dev/stand-ins/gitlab/index.js'
 import { autosaveBranches, seedAutosave } from '../support/autosaves.js'
+import { startTestGitLab } from '../support/gitlab.js'
 
 const execFileAsync = promisify(execFile)
 
-const dir = await mkdtemp(path.join(tmpdir(), 'gitlab-test-'))
-const world = await createWorld(dir)
-const gitlab = await startGitLab(world)
-t.teardown(async () => {
-  await gitlab.close()
-  await rm(dir, { recursive: true, force: true })
-})
+const { dir, world, gitlab } = await startTestGitLab(t, 'gitlab-test')
 
 const { developer, guest, outsider, maintainer } = world.users
 const sha = world.commits.demo
