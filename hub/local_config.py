@@ -29,6 +29,9 @@ Run as ``/usr/bin/jupyterhub -f hub/local_config.py`` with the current directory
   JHUB_POLL_INTERVAL            seconds between the hub's checks that servers still run (default 30)
   JHUB_LEGACY_ADMIN             "1": also give the notebooks service the legacy admin flag
   JHUB_LOG_LEVEL                hub log level (default INFO)
+  JHUB_SESSION_VOLUMES          "1": keep each server's work directory (its "volume") under
+                                $JHUB_RUN_DIR/volumes/<user>/<server>/ when it stops, with a
+                                volume.json the service reads (NOTEBOOKS_VOLUMES_DIR), and resume on it
 
 Every process the hub starts carries JHUB_MARKER=<run dir> in its environment, so a harness
 can find and kill leftovers of *this* hub by PID (never by name: other hubs may run).
@@ -96,6 +99,8 @@ RUN_DIR = os.path.abspath(required("JHUB_RUN_DIR"))
 LOGS_DIR = os.path.abspath(env("JHUB_LOGS_DIR", os.path.join(RUN_DIR, "logs")))
 SPAWNED_DIR = os.path.join(RUN_DIR, "spawned")
 WORK_DIR = os.path.join(RUN_DIR, "work")
+SESSION_VOLUMES = env("JHUB_SESSION_VOLUMES") == "1"
+VOLUMES_DIR = os.path.join(RUN_DIR, "volumes")
 for d in (RUN_DIR, LOGS_DIR, SPAWNED_DIR, WORK_DIR):
     os.makedirs(d, exist_ok=True)
 # Anything the hub still writes relative to the current directory lands in the run dir too.
@@ -393,7 +398,43 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
     autosave_launch = None
 
     def _work_dir(self):
-        return os.path.join(WORK_DIR, _safe(self.user.name), _safe(self.name))
+        root = VOLUMES_DIR if SESSION_VOLUMES else WORK_DIR
+        return os.path.join(root, _safe(self.user.name), _safe(self.name))
+
+    # --- session volumes: the work directory outlives the server -----------------------------
+
+    def _volume_file(self):
+        return os.path.join(self._work_dir(), "volume.json")
+
+    def _write_volume(self, **changes):
+        """Updates volume.json (written whole, then renamed: the service never reads half of it)."""
+        path = self._volume_file()
+        try:
+            with open(path) as f:
+                volume = json.load(f)
+        except (OSError, ValueError):
+            volume = {}
+        volume.update(changes)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path + ".tmp", "w") as f:
+            json.dump(volume, f, indent=2, sort_keys=True)
+        os.replace(path + ".tmp", path)
+
+    def _start_volume(self, opts, target):
+        """Whether the start resumes a kept checkout; records the volume as in use."""
+        resumed = os.path.isfile(os.path.join(target, ".git", "renku-clone-done"))
+        created = None if resumed else _now()
+        self._write_volume(
+            user=self.user.name,
+            server=self.name,
+            namespace=str(opts.get("namespace") or ""),
+            project=str(opts.get("project") or ""),
+            branch=str(opts.get("branch") or ""),
+            commit=str(opts.get("commit_sha") or ""),
+            stopped_at=None,
+            **({"created": created} if created else {}),
+        )
+        return resumed
 
     def load_state(self, state):
         super().load_state(state)
@@ -471,7 +512,12 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
                 self.log.exception("Autosave of %s failed", self._log_name)
             finally:
                 self.autosave_launch = None
-                await asyncio.to_thread(shutil.rmtree, work, True)
+                if SESSION_VOLUMES and os.path.isfile(self._volume_file()):
+                    # Kept for the next start; the service lists it and deletes it when asked or
+                    # when it has been stopped longer than the retention.
+                    self._write_volume(stopped_at=_now())
+                else:
+                    await asyncio.to_thread(shutil.rmtree, work, True)
 
     async def stop(self, now=False):
         await super().stop(now=now)
@@ -490,7 +536,7 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
         server = _safe(self.name)
         self._append_log(f"[{_now()}] starting {self.user.name}/{self.name}")
         self._launch_reset()  # progress(): this start's steps
-        if os.path.exists(self._work_dir()):
+        if os.path.exists(self._work_dir()) and not SESSION_VOLUMES:
             # Left by a hub that ended without stopping the server: never silently reused, as a
             # new pod starts empty; its work is saved first, as at a stop.
             if self.autosave_launch is None and opts.get("repository"):
@@ -505,13 +551,18 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
         if opts.get("jhub_test_fail") == "raise":
             self._fail("jhub_test_fail asked this spawn to fail")
 
-        work = os.path.join(WORK_DIR, user, server)
+        work = self._work_dir()
         if opts.get("repository"):
             target = os.path.join(work, _safe(opts.get("project") or "project"))
+            resumed = SESSION_VOLUMES and self._start_volume(opts, target)
             # From here on a stop saves what is in the work tree (also after a failed clone).
             self.autosave_launch = self._launch_of(opts)
             auth_state = await self.user.get_auth_state() or {}
-            self._report_clone(opts)  # progress(): the `cloning` step
+            if resumed:
+                # The clone script finds its own finished checkout and leaves it as it is.
+                self._report(60, "Resuming the kept working directory")
+            else:
+                self._report_clone(opts)  # progress(): the `cloning` step
             await self._clone(opts, target, auth_state.get("access_token"))
         else:
             target = work

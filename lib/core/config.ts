@@ -32,6 +32,12 @@ export interface Config {
   inCluster: boolean
   /** Read server logs from `<dir>/<user>--<server>.log` instead of Kubernetes (the local stack). */
   logsDir?: string
+  /** Keep each server's working directory on a volume of its own (`NOTEBOOKS_SESSION_VOLUMES`). */
+  sessionVolumes: boolean
+  /** How long a stopped server's volume is kept (`NOTEBOOKS_SESSION_VOLUME_RETENTION_HOURS`), in ms. */
+  sessionVolumeRetentionMs: number
+  /** The local stack's kept work directories, `<dir>/<user>/<server>/volume.json` (`NOTEBOOKS_VOLUMES_DIR`). */
+  volumesDir?: string
   /** How long any upstream call may take (`NOTEBOOKS_UPSTREAM_TIMEOUT`, seconds). */
   upstreamTimeoutMs: number
   host: string
@@ -103,6 +109,27 @@ function integer(name: string, raw: string, min: number, max: number): number {
     throw new ConfigError(name, `must be a whole number from ${min} to ${max}.`)
   }
   return Number(raw)
+}
+
+const trueWords = new Set(['true', '1', 'yes', 'on'])
+const falseWords = new Set(['false', '0', 'no', 'off'])
+
+function boolean(name: string, raw: string): boolean {
+  const word = raw.toLowerCase()
+  if (trueWords.has(word)) return true
+  if (falseWords.has(word)) return false
+  throw new ConfigError(name, 'must be true or false.')
+}
+
+function positiveHours(name: string, raw: string): number {
+  const hours = Number(raw)
+  if (!/^\d+(\.\d+)?$/.test(raw) || !(hours > 0) || hours > 24 * 3650) {
+    throw new ConfigError(
+      name,
+      'must be a number of hours above 0 (e.g. 168 for a week, 0.5 for 30 minutes).',
+    )
+  }
+  return hours
 }
 
 function origin(name: string, raw: string): string {
@@ -197,6 +224,15 @@ export function loadConfig(env: Env = process.env): Config {
     kubeconfig: value(env, 'KUBECONFIG'),
     inCluster: value(env, 'KUBERNETES_SERVICE_HOST') !== undefined,
     logsDir,
+    sessionVolumes: boolean('NOTEBOOKS_SESSION_VOLUMES', value(env, 'NOTEBOOKS_SESSION_VOLUMES') ?? 'false'),
+    sessionVolumeRetentionMs: Math.round(
+      3_600_000 *
+        positiveHours(
+          'NOTEBOOKS_SESSION_VOLUME_RETENTION_HOURS',
+          value(env, 'NOTEBOOKS_SESSION_VOLUME_RETENTION_HOURS') ?? '168',
+        ),
+    ),
+    volumesDir: value(env, 'NOTEBOOKS_VOLUMES_DIR'),
     upstreamTimeoutMs:
       1000 * integer('NOTEBOOKS_UPSTREAM_TIMEOUT', value(env, 'NOTEBOOKS_UPSTREAM_TIMEOUT') ?? '10', 1, 600),
     host: value(env, 'HOST') ?? '0.0.0.0',

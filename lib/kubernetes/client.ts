@@ -117,7 +117,8 @@ function podOfServer(server: ServerRef, pods: V1Pod[]): V1Pod | undefined {
 export class KubernetesPods implements PodInspector, LogSource, PodLaunchSource {
   readonly upstream = 'Kubernetes'
   readonly namespace: string
-  private readonly api: CoreV1Api
+  /** The core/v1 client, shared with the session volume store. */
+  readonly api: CoreV1Api
   private readonly log?: KubernetesLogger
   private readonly onClose?: () => void
   private readonly observe?: UpstreamObserver
@@ -180,6 +181,19 @@ export class KubernetesPods implements PodInspector, LogSource, PodLaunchSource 
       const failure = toUpstreamError(error, 'list events')
       this.log?.warn({ upstream: 'Kubernetes', detail: failure.detail }, 'pod events are unavailable')
       return []
+    }
+  }
+
+  /** All notebook pods: the watched copy when current, else one list. */
+  async allPods(): Promise<V1Pod[]> {
+    if (this.cache?.synced) return this.cache.list()
+    try {
+      const list = await observeCall(this.observe, LIST_PODS, () =>
+        this.api.listNamespacedPod({ namespace: this.namespace, labelSelector: USERNAME_LABEL }),
+      )
+      return list.items
+    } catch (error) {
+      throw toUpstreamError(error, 'list pods')
     }
   }
 
