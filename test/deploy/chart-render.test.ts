@@ -459,6 +459,43 @@ t.test('the hub may manage the per-server token Secrets', async (t) => {
   t.same(binding(renamedAccount)?.subjects, [{ kind: 'ServiceAccount', name: 'my-hub', namespace }])
 })
 
+t.test('session volumes: off by default; on, the service may list, annotate and delete claims', async (t) => {
+  type Rule = { apiGroups: string[]; resources: string[]; verbs: string[] }
+  const [off, on] = await Promise.all([
+    template([]),
+    template([
+      '--set',
+      'sessionVolumes.enabled=true',
+      '--set',
+      'sessionVolumes.retentionHours=24',
+      '--set-string',
+      'sessionVolumes.storageClass=fast',
+      '--set-string',
+      'config.kubernetesNamespace=servers',
+    ]),
+  ])
+  const role = (m: Manifest[]) =>
+    find(m, 'Role', 'renku-notebooks') as (Manifest & { rules: Rule[] }) | undefined
+  const claimRules = (m: Manifest[]) =>
+    role(m)?.rules.filter((r) => r.resources.includes('persistentvolumeclaims'))
+  t.same(claimRules(off), [], 'no claim permissions without session volumes')
+  t.equal(env(serviceContainer(off), 'NOTEBOOKS_SESSION_VOLUMES'), 'false')
+  t.equal(env(serviceContainer(off), 'NOTEBOOKS_SESSION_VOLUME_RETENTION_HOURS'), '168')
+  t.same(claimRules(on), [
+    { apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['get', 'list', 'patch', 'delete'] },
+  ])
+  t.equal(role(on)?.metadata.namespace, 'servers', "in the servers' namespace only")
+  t.notOk(
+    on.some((m) => m.kind === 'ClusterRole' || m.kind === 'ClusterRoleBinding'),
+    'nothing cluster-wide',
+  )
+  t.equal(env(serviceContainer(on), 'NOTEBOOKS_SESSION_VOLUMES'), 'true')
+  t.equal(env(serviceContainer(on), 'NOTEBOOKS_SESSION_VOLUME_RETENTION_HOURS'), '24')
+  const refused = await helmRun(['template', release, chart, '--set', 'sessionVolumes.retentionHours=0'])
+  t.notOk(refused.ok, 'a retention of 0 hours is refused')
+  t.match(refused.out, /sessionVolumes\.retentionHours/)
+})
+
 t.test('helm refuses what the chart cannot work with', async (t) => {
   const refusals: [string, string[], RegExp][] = [
     [
