@@ -195,6 +195,19 @@ export function loadConfig(env: Env = process.env): Config {
   if (metricsPort !== 0 && metricsPort === port) {
     throw new ConfigError('METRICS_PORT', 'must differ from PORT: metrics have a listener of their own.')
   }
+  const sessionVolumes = boolean(
+    'NOTEBOOKS_SESSION_VOLUMES',
+    value(env, 'NOTEBOOKS_SESSION_VOLUMES') ?? 'false',
+  )
+  const volumesDir = value(env, 'NOTEBOOKS_VOLUMES_DIR')
+  const kubeconfig = value(env, 'KUBECONFIG')
+  const inCluster = value(env, 'KUBERNETES_SERVICE_HOST') !== undefined
+  if (sessionVolumes && !volumesDir && !kubeconfig && !inCluster) {
+    throw new ConfigError(
+      'NOTEBOOKS_SESSION_VOLUMES',
+      'is true, but the volumes have nowhere to live: configure Kubernetes (in a cluster or KUBECONFIG).',
+    )
+  }
   return {
     hubApiUrl: httpUrl('JUPYTERHUB_API_URL', required(env, 'JUPYTERHUB_API_URL')),
     hubApiToken: required(env, 'JUPYTERHUB_API_TOKEN'),
@@ -221,10 +234,10 @@ export function loadConfig(env: Env = process.env): Config {
       100,
     ),
     kubernetesNamespace: value(env, 'KUBERNETES_NAMESPACE'),
-    kubeconfig: value(env, 'KUBECONFIG'),
-    inCluster: value(env, 'KUBERNETES_SERVICE_HOST') !== undefined,
+    kubeconfig,
+    inCluster,
     logsDir,
-    sessionVolumes: boolean('NOTEBOOKS_SESSION_VOLUMES', value(env, 'NOTEBOOKS_SESSION_VOLUMES') ?? 'false'),
+    sessionVolumes,
     sessionVolumeRetentionMs: Math.round(
       3_600_000 *
         positiveHours(
@@ -232,7 +245,7 @@ export function loadConfig(env: Env = process.env): Config {
           value(env, 'NOTEBOOKS_SESSION_VOLUME_RETENTION_HOURS') ?? '168',
         ),
     ),
-    volumesDir: value(env, 'NOTEBOOKS_VOLUMES_DIR'),
+    volumesDir,
     upstreamTimeoutMs:
       1000 * integer('NOTEBOOKS_UPSTREAM_TIMEOUT', value(env, 'NOTEBOOKS_UPSTREAM_TIMEOUT') ?? '10', 1, 600),
     host: value(env, 'HOST') ?? '0.0.0.0',

@@ -491,6 +491,38 @@ t.test('session volumes: off by default; on, the service may list, annotate and 
   )
   t.equal(env(serviceContainer(on), 'NOTEBOOKS_SESSION_VOLUMES'), 'true')
   t.equal(env(serviceContainer(on), 'NOTEBOOKS_SESSION_VOLUME_RETENTION_HOURS'), '24')
+  await checkAll(t, on)
+  t.notOk(find(off, 'CronJob'), 'no sweep CronJob without session volumes')
+  const cron = find(on, 'CronJob', 'renku-notebooks-volume-sweep') as
+    | (Manifest & {
+        spec: {
+          schedule: string
+          concurrencyPolicy: string
+          jobTemplate: {
+            spec: {
+              template: {
+                spec: { serviceAccountName: string; containers: (Container & { command: string[] })[] }
+              }
+            }
+          }
+        }
+      })
+    | undefined
+  t.equal(cron?.spec.schedule, '17 * * * *', 'the sweep runs hourly, also with no replica up')
+  t.equal(cron?.spec.concurrencyPolicy, 'Forbid')
+  const sweep = cron?.spec.jobTemplate.spec.template.spec.containers[0]
+  t.same(sweep?.command, ['node', 'dist/sweep-volumes.js'], 'from the service image')
+  t.same(
+    sweep?.env?.map((e) => e.name),
+    serviceContainer(on).env?.map((e) => e.name),
+    "with the service's configuration",
+  )
+  t.equal(
+    cron?.spec.jobTemplate.spec.template.spec.serviceAccountName,
+    (find(on, 'Deployment') as Manifest & { spec: { template: { spec: { serviceAccountName: string } } } })
+      .spec.template.spec.serviceAccountName,
+    "and the service's permissions",
+  )
   const refused = await helmRun(['template', release, chart, '--set', 'sessionVolumes.retentionHours=0'])
   t.notOk(refused.ok, 'a retention of 0 hours is refused')
   t.match(refused.out, /sessionVolumes\.retentionHours/)

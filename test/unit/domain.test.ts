@@ -28,7 +28,10 @@ t.test('configuration', async (t) => {
   t.equal(loadConfig({ ...required, METRICS_PORT: '0' }).metricsPort, 0, '0 turns the metrics listener off')
   t.equal(config.sessionVolumes, false, 'session volumes are off by default')
   t.equal(config.sessionVolumeRetentionMs, 168 * 3_600_000, 'kept a week by default')
-  t.equal(loadConfig({ ...required, NOTEBOOKS_SESSION_VOLUMES: 'TRUE' }).sessionVolumes, true)
+  t.equal(
+    loadConfig({ ...required, NOTEBOOKS_SESSION_VOLUMES: 'TRUE', KUBECONFIG: '/k' }).sessionVolumes,
+    true,
+  )
   t.equal(
     loadConfig({ ...required, NOTEBOOKS_SESSION_VOLUME_RETENTION_HOURS: '0.5' }).sessionVolumeRetentionMs,
     1_800_000,
