@@ -233,7 +233,7 @@ export class KubernetesPods implements PodInspector, LogSource, PodLaunchSource 
    */
   async podLaunch(
     username: string,
-    server: ServerRef & { autosave?: string },
+    server: ServerRef & { autosave?: string; resumed?: boolean },
   ): Promise<PodLaunch | undefined> {
     const pod = podOfServer(server, await this.userPods(username))
     if (!pod) return undefined
@@ -243,7 +243,7 @@ export class KubernetesPods implements PodInspector, LogSource, PodLaunchSource 
       : (await this.eventsAbout([pod])).filter(
           (e) => !uid || !e.involvedObject.uid || e.involvedObject.uid === uid,
         )
-    return podLaunch(pod, events, server.autosave)
+    return podLaunch(pod, events, server.autosave, server.resumed)
   }
 
   async readLogs(request: LogRequest): Promise<string[]> {
