@@ -315,7 +315,9 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
     the project at the requested commit, as the Kubernetes spawner does in its init container
     (restoring the autosave named in the user options, if any). However the server stops, its
     unsaved work is pushed to an autosave branch with `chart/files/autosave.sh` and a fresh
-    GitLab token, and its work directory is removed, as a pod's emptyDir goes with the pod."""
+    GitLab token, and its work directory is removed, as a pod's emptyDir goes with the pod —
+    unless session volumes are on (JHUB_SESSION_VOLUMES=1): then the directory is kept, as a
+    PersistentVolumeClaim outlives its pod, and the next start resumes it."""
 
     def _log_path(self):
         return os.path.join(LOGS_DIR, f"{_safe(self.user.name)}--{_safe(self.name)}.log")
