@@ -6,7 +6,13 @@
 import { serverName } from '../lib/servers/server-object.js'
 import { startStack } from './stack.js'
 
-const stack = await startStack({ serviceEnv: { LOG_LEVEL: process.env.LOG_LEVEL ?? 'info' } })
+const passedOn = ['NOTEBOOKS_SESSION_VOLUMES', 'NOTEBOOKS_SESSION_VOLUME_RETENTION_HOURS'] as const
+const stack = await startStack({
+  serviceEnv: {
+    LOG_LEVEL: process.env.LOG_LEVEL ?? 'info',
+    ...Object.fromEntries(passedOn.flatMap((name) => (process.env[name] ? [[name, process.env[name]]] : []))),
+  },
+})
 const { hub, users, world } = stack
 const service = `${hub.publicUrl}/services/notebooks/`
 const sha = world.commits.demo.masterFirst

@@ -70,6 +70,10 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const host = options.host ?? '127.0.0.1'
     const port = options.port ?? (await freePort())
     const serviceToken = randomBytes(24).toString('hex')
+    // Session volumes are the hub's to keep and the service's to list: one switch for both.
+    const sessionVolumes = /^(true|1|yes|on)$/i.test(
+      options.serviceEnv?.NOTEBOOKS_SESSION_VOLUMES?.trim() ?? '',
+    )
     const hub = await startHub({
       serviceUrl: `http://${host}:${port}`,
       serviceToken,
@@ -78,6 +82,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         JHUB_GITLAB_URL: gitlab.url,
         JHUB_GITLAB_CLIENT_ID: world.oauthApplication.uid,
         JHUB_GITLAB_CLIENT_SECRET: world.oauthApplication.secret,
+        ...(sessionVolumes && { JHUB_SESSION_VOLUMES: '1' }),
         ...options.hubEnv,
       },
     })
@@ -89,6 +94,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       JUPYTERHUB_OAUTH_CALLBACK_URL: hub.oauthRedirectUri,
       GITLAB_URL: gitlab.url,
       NOTEBOOKS_LOGS_DIR: hub.logsDir,
+      NOTEBOOKS_VOLUMES_DIR: path.join(hub.runDir, 'volumes'),
       LOG_LEVEL: process.env.SERVICE_LOG_LEVEL ?? 'silent',
       HOST: host,
       PORT: String(port),

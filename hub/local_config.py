@@ -32,6 +32,9 @@ Run as ``/usr/bin/jupyterhub -f hub/local_config.py`` with the current directory
   JHUB_POLL_INTERVAL            seconds between the hub's checks that servers still run (default 30)
   JHUB_LEGACY_ADMIN             "1": also give the notebooks service the legacy admin flag
   JHUB_LOG_LEVEL                hub log level (default INFO)
+  JHUB_SESSION_VOLUMES          "1": keep each server's work directory (its "volume") under
+                                $JHUB_RUN_DIR/volumes/<user>/<server>/ when it stops, with a
+                                volume.json the service reads (NOTEBOOKS_VOLUMES_DIR), and resume on it
 
 Launches are checked as the chart's hub checks them, with chart/files/renku_options.py: options
 it refuses fail the start with its reason. Harnesses may also start a bare server (no launch
@@ -106,6 +109,8 @@ RUN_DIR = os.path.abspath(required("JHUB_RUN_DIR"))
 LOGS_DIR = os.path.abspath(env("JHUB_LOGS_DIR", os.path.join(RUN_DIR, "logs")))
 SPAWNED_DIR = os.path.join(RUN_DIR, "spawned")
 WORK_DIR = os.path.join(RUN_DIR, "work")
+SESSION_VOLUMES = env("JHUB_SESSION_VOLUMES") == "1"
+VOLUMES_DIR = os.path.join(RUN_DIR, "volumes")
 for d in (RUN_DIR, LOGS_DIR, SPAWNED_DIR, WORK_DIR):
     os.makedirs(d, exist_ok=True)
 # Anything the hub still writes relative to the current directory lands in the run dir too.
@@ -326,7 +331,9 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
     the project at the requested commit, as the Kubernetes spawner does in its init container
     (restoring the autosave named in the user options, if any). However the server stops, its
     unsaved work is pushed to an autosave branch with `chart/files/autosave.sh` and a fresh
-    GitLab token, and its work directory is removed, as a pod's emptyDir goes with the pod."""
+    GitLab token, and its work directory is removed, as a pod's emptyDir goes with the pod —
+    unless session volumes are on (JHUB_SESSION_VOLUMES=1): then the directory is kept, as a
+    PersistentVolumeClaim outlives its pod, and the next start resumes it."""
 
     def _log_path(self):
         return os.path.join(LOGS_DIR, f"{_safe(self.user.name)}--{_safe(self.name)}.log")
@@ -408,7 +415,43 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
     autosave_launch = None
 
     def _work_dir(self):
-        return os.path.join(WORK_DIR, _safe(self.user.name), _safe(self.name))
+        root = VOLUMES_DIR if SESSION_VOLUMES else WORK_DIR
+        return os.path.join(root, _safe(self.user.name), _safe(self.name))
+
+    # --- session volumes: the work directory outlives the server -----------------------------
+
+    def _volume_file(self):
+        return os.path.join(self._work_dir(), "volume.json")
+
+    def _write_volume(self, **changes):
+        """Updates volume.json (written whole, then renamed: the service never reads half of it)."""
+        path = self._volume_file()
+        try:
+            with open(path) as f:
+                volume = json.load(f)
+        except (OSError, ValueError):
+            volume = {}
+        volume.update(changes)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path + ".tmp", "w") as f:
+            json.dump(volume, f, indent=2, sort_keys=True)
+        os.replace(path + ".tmp", path)
+
+    def _start_volume(self, opts, target):
+        """Whether the start resumes a kept checkout; records the volume as in use."""
+        resumed = os.path.isfile(os.path.join(target, ".git", "renku-clone-done"))
+        created = None if resumed else _now()
+        self._write_volume(
+            user=self.user.name,
+            server=self.name,
+            namespace=str(opts.get("namespace") or ""),
+            project=str(opts.get("project") or ""),
+            branch=str(opts.get("branch") or ""),
+            commit=str(opts.get("commit_sha") or ""),
+            stopped_at=None,
+            **({"created": created} if created else {}),
+        )
+        return resumed
 
     def load_state(self, state):
         super().load_state(state)
@@ -486,7 +529,12 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
                 self.log.exception("Autosave of %s failed", self._log_name)
             finally:
                 self.autosave_launch = None
-                await asyncio.to_thread(shutil.rmtree, work, True)
+                if SESSION_VOLUMES and os.path.isfile(self._volume_file()):
+                    # Kept for the next start; the service lists it and deletes it when asked or
+                    # when it has been stopped longer than the retention.
+                    self._write_volume(stopped_at=_now())
+                else:
+                    await asyncio.to_thread(shutil.rmtree, work, True)
 
     async def stop(self, now=False):
         await super().stop(now=now)
@@ -515,7 +563,7 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
         server = _safe(self.name)
         self._append_log(f"[{_now()}] starting {self.user.name}/{self.name}")
         self._launch_reset()  # progress(): this start's steps
-        if os.path.exists(self._work_dir()):
+        if os.path.exists(self._work_dir()) and not SESSION_VOLUMES:
             # Left by a hub that ended without stopping the server: never silently reused, as a
             # new pod starts empty; its work is saved first, as at a stop.
             if self.autosave_launch is None and launch is not None:
@@ -530,13 +578,18 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
         if harness.get("jhub_test_fail") == "raise":
             self._fail("jhub_test_fail asked this spawn to fail")
 
-        work = os.path.join(WORK_DIR, user, server)
+        work = self._work_dir()
         if launch is not None:
             target = os.path.join(work, _safe(launch.project))
+            resumed = SESSION_VOLUMES and self._start_volume(opts, target)
             # From here on a stop saves what is in the work tree (also after a failed clone).
             self.autosave_launch = self._launch_of(launch)
             auth_state = await self.user.get_auth_state() or {}
-            self._report_clone(launch)  # progress(): the `cloning` step
+            if resumed:
+                # The clone script finds its own finished checkout and leaves it as it is.
+                self._report(60, "Resuming the kept working directory")
+            else:
+                self._report_clone(launch)  # progress(): the `cloning` step
             await self._clone(launch, target, auth_state.get("access_token"))
         else:
             target = work

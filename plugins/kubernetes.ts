@@ -1,10 +1,13 @@
 import fp from 'fastify-plugin'
 import type { LogSource, PodInspector, PodLaunchSource } from '../lib/servers/pods.js'
+import type { VolumeStore } from '../lib/servers/volumes.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     /** Pod status and logs from the Kubernetes API; null when Kubernetes is not configured. */
     kubernetes: (PodInspector & LogSource & PodLaunchSource) | null
+    /** The servers' PersistentVolumeClaims, with session volumes on; else null. */
+    kubernetesVolumes: VolumeStore | null
   }
 }
 
@@ -21,6 +24,7 @@ export default fp(
         'Kubernetes is not configured (no KUBECONFIG, not in a cluster): pod status, pod logs and forced deletion are off',
       )
       fastify.decorate('kubernetes', null)
+      fastify.decorate('kubernetesVolumes', null)
       return
     }
     // Loaded only when used: the client library takes seconds to import.
@@ -38,6 +42,20 @@ export default fp(
       'Kubernetes features are on',
     )
     fastify.decorate('kubernetes', pods)
+    if (config.sessionVolumes) {
+      const { KubernetesVolumeStore } = await import('../lib/kubernetes/volumes.js')
+      fastify.decorate(
+        'kubernetesVolumes',
+        new KubernetesVolumeStore({
+          api: pods.api,
+          namespace: pods.namespace,
+          pods: () => pods.allPods(),
+          observe: fastify.metrics.observeUpstream,
+        }),
+      )
+    } else {
+      fastify.decorate('kubernetesVolumes', null)
+    }
     fastify.addHook('onClose', async () => pods.close())
   },
   { name: 'kubernetes', dependencies: ['config', 'metrics'] },

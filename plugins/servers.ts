@@ -1,10 +1,14 @@
+import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
+import { ConfigError } from '../lib/core/config.js'
 import { HubState } from '../lib/hub/state.js'
 import { ServerDirectory } from '../lib/servers/directory.js'
 import { Launcher } from '../lib/servers/launcher.js'
 import { LocalLogSource } from '../lib/servers/local-logs.js'
+import { LocalVolumeStore } from '../lib/servers/local-volumes.js'
 import type { LogSource } from '../lib/servers/pods.js'
 import { Stopper } from '../lib/servers/stopper.js'
+import { SessionVolumes } from '../lib/servers/volumes.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -15,6 +19,8 @@ declare module 'fastify' {
     stopper: Stopper
     /** Where server logs come from; null when neither local log files nor Kubernetes are configured. */
     logSource: LogSource | null
+    /** Kept working directories of servers (`NOTEBOOKS_SESSION_VOLUMES`); null when off. */
+    sessionVolumes: SessionVolumes | null
   }
 }
 
@@ -41,6 +47,8 @@ export default fp(
         ),
     })
     fastify.decorate('serverDirectory', directory)
+    const sessionVolumes = createSessionVolumes(fastify, directory)
+    fastify.decorate('sessionVolumes', sessionVolumes)
     fastify.decorate(
       'launcher',
       new Launcher({
@@ -48,6 +56,8 @@ export default fp(
         gitlab,
         directory,
         config,
+        sessionVolumes,
+        log: fastify.log,
         observeUpstream: fastify.metrics.observeUpstream,
       }),
     )
@@ -57,3 +67,52 @@ export default fp(
   },
   { name: 'servers', dependencies: ['config', 'metrics', 'jupyterhub', 'gitlab', 'kubernetes'] },
 )
+
+/** The longest pause between two retention sweeps of a replica. */
+const MAX_SWEEP_INTERVAL_MS = 5 * 60_000
+
+function createSessionVolumes(fastify: FastifyInstance, directory: ServerDirectory): SessionVolumes | null {
+  const { config } = fastify
+  if (!config.sessionVolumes) return null
+  const store = config.volumesDir ? new LocalVolumeStore(config.volumesDir) : fastify.kubernetesVolumes
+  if (!store) {
+    throw new ConfigError(
+      'NOTEBOOKS_SESSION_VOLUMES',
+      'is true, but the volumes have nowhere to live: configure Kubernetes (in a cluster or KUBECONFIG).',
+    )
+  }
+  const volumes = new SessionVolumes({
+    store,
+    server: (user, name) => directory.get(user, name),
+    retentionMs: config.sessionVolumeRetentionMs,
+  })
+  // Every replica sweeps (each step is idempotent), so retention holds while any one is up.
+  const interval = Math.max(1000, Math.min(MAX_SWEEP_INTERVAL_MS, config.sessionVolumeRetentionMs / 4))
+  let running = false
+  const timer = setInterval(() => {
+    if (running) return
+    running = true
+    volumes
+      .sweep()
+      .then((result) => {
+        if (result.deleted.length > 0)
+          fastify.log.info({ deleted: result.deleted }, 'deleted session volumes past their retention')
+      })
+      .catch((err: unknown) =>
+        fastify.log.warn(
+          { err, upstream: store.upstream },
+          'the session volume sweep failed; retrying later',
+        ),
+      )
+      .finally(() => {
+        running = false
+      })
+  }, interval)
+  timer.unref()
+  fastify.addHook('onClose', () => clearInterval(timer))
+  fastify.log.info(
+    { store: store.upstream, retentionHours: config.sessionVolumeRetentionMs / 3_600_000 },
+    'session volumes are on',
+  )
+  return volumes
+}

@@ -4,6 +4,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { ApiError } from '../lib/core/errors.js'
 import { autosavesOf, parseAutosaveName, userAutosavePrefix } from '../lib/gitlab/autosaves.js'
 import { gitlabTokenOf, requireChangeAccess } from '../lib/servers/project-access.js'
+import { couldBeServerName } from '../lib/servers/server-object.js'
 import {
   type AutosaveList,
   AutosaveListSchema,
@@ -91,7 +92,7 @@ function noSuchAutosave(name: string): ApiError {
 
 /** The caller's autosaves of a project (SPEC 9): list them, delete one. */
 const autosaveRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
-  const { gitlab, jupyterhub, config } = fastify
+  const { gitlab, jupyterhub, config, sessionVolumes } = fastify
 
   async function project(user: string, ref: ProjectRef) {
     const fullPath = `${ref.namespace}/${ref.project}`
@@ -109,11 +110,24 @@ const autosaveRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   async function list(user: string, ref: ProjectRef): Promise<AutosaveList> {
     const { token, project: found } = await project(user, ref)
     // Only the caller's own: others' autosaves are never listed, even to a maintainer.
-    const branches = await gitlab.listBranches(token, found, userAutosavePrefix(user))
-    return { pvsSupport: false, autosaves: autosavesOf(branches, user) }
+    const [branches, kept] = await Promise.all([
+      gitlab.listBranches(token, found, userAutosavePrefix(user)),
+      sessionVolumes ? sessionVolumes.listStopped(user, ref.namespace, ref.project) : [],
+    ])
+    const autosaves = [...kept, ...autosavesOf(branches, user)].sort(
+      (a, b) => Date.parse(b.date) - Date.parse(a.date),
+    )
+    return { pvsSupport: sessionVolumes !== null, autosaves }
   }
 
   async function remove(user: string, ref: ProjectRef, name: string): Promise<void> {
+    // A server's name (never an autosave branch's, which holds slashes): its kept volume. The
+    // volume is the caller's own storage, so deleting it asks GitLab nothing.
+    if (sessionVolumes && !name.includes('/') && couldBeServerName(name)) {
+      await sessionVolumes.remove(user, name, ref.namespace, ref.project)
+      fastify.metrics.countAutosave('deleted')
+      return
+    }
     // Another user's branch is "not found" before GitLab is asked anything.
     if (!parseAutosaveName(name, user)) throw noSuchAutosave(name)
     const { token, project: found } = await project(user, ref)
@@ -130,17 +144,22 @@ const autosaveRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       onRequest: fastify.authenticate,
       schema: {
         operationId: 'listAutosaves',
-        summary: "The caller's autosaves of a project",
+        summary: "The caller's autosaves and kept volumes of a project",
         description:
           'Work a stopped server had not committed and pushed, saved to GitLab as the branch ' +
           '`renku/autosave/<user>/<branch>/<commit_sha[:7]>/<head[:7]>`; the next launch of that branch and ' +
-          'commit restores the newest. Only the caller’s own, newest first. `namespace` may contain `/` ' +
-          '(raw or as `%2F`).',
+          'commit restores the newest. With session volumes (`pvsSupport: true`), also the kept volume of each ' +
+          'of the caller’s stopped servers of the project (`pvs: true`, named by the server), which the next ' +
+          'launch of that server resumes as it was left. Only the caller’s own, newest first. `namespace` may ' +
+          'contain `/` (raw or as `%2F`).',
         tags: ['autosave'],
         security: userSecurity,
         params: AutosaveProjectParams,
         response: {
-          200: { ...Type.Ref(AutosaveListSchema), description: "The caller's autosaves, newest first." },
+          200: {
+            ...Type.Ref(AutosaveListSchema),
+            description: "The caller's autosaves and kept volumes, newest first.",
+          },
           ...errors(...projectErrors),
         },
       },
@@ -154,16 +173,18 @@ const autosaveRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       onRequest: fastify.authenticate,
       schema: {
         operationId: 'deleteAutosave',
-        summary: 'Delete one of the caller’s autosaves',
+        summary: 'Delete one of the caller’s autosaves or kept volumes',
         description:
           'Deletes the autosave branch in GitLab, so the next launch starts from the commit. `namespace` may ' +
-          'contain `/`, and `name` does: raw or as `%2F`.',
+          'contain `/`, and `name` does: raw or as `%2F`. With session volumes, a server name deletes that ' +
+          'server’s kept volume (`409 SERVER_BUSY` while the server is running, starting or stopping), so its ' +
+          'next launch starts from a fresh clone.',
         tags: ['autosave'],
         security: userSecurity,
         params: AutosaveParams,
         response: {
-          204: { type: 'null', description: 'The autosave was deleted.' },
-          ...errors(...projectErrors, 'AUTOSAVE_NOT_FOUND'),
+          204: { type: 'null', description: 'The autosave or the volume was deleted.' },
+          ...errors(...projectErrors, 'AUTOSAVE_NOT_FOUND', 'SERVER_BUSY'),
         },
       },
     },

@@ -91,7 +91,9 @@ export const errorCodes = {
   SERVER_NOT_FOUND: { status: 404, description: 'The caller has no server of that name.' },
   SERVER_BUSY: {
     status: 409,
-    description: 'The server is still starting or stopping and cannot be stopped or launched yet: retry.',
+    description:
+      'The server is still starting or stopping and cannot be stopped or launched yet: retry. For a kept ' +
+      'volume: its server is running, starting or stopping; stop it first.',
   },
   LOGS_UNAVAILABLE: { status: 503, description: 'No log source is configured.' },
 

@@ -110,3 +110,61 @@ option name to option, from the list in `serverOptions`.
 {{- end }}
 {{- toPrettyJson $options }}
 {{- end }}
+
+{{/*
+The service's environment: the Deployment's and the session volume sweep's.
+*/}}
+{{- define "renku-notebooks.env" -}}
+- name: HOST
+  value: "0.0.0.0"
+- name: PORT
+  value: "8000"
+- name: LOG_LEVEL
+  value: {{ .Values.config.logLevel | quote }}
+- name: JUPYTERHUB_API_URL
+  value: {{ .Values.config.jupyterhub.apiUrl | quote }}
+- name: JUPYTERHUB_API_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "renku-notebooks.apiTokenSecretName" . }}
+      key: {{ include "renku-notebooks.apiTokenSecretKey" . }}
+- name: JUPYTERHUB_SERVICE_PREFIX
+  value: {{ include "renku-notebooks.prefix" . | quote }}
+- name: JUPYTERHUB_BASE_URL
+  value: {{ .Values.config.jupyterhub.baseUrl | quote }}
+{{- with .Values.config.jupyterhub.origin }}
+- name: JUPYTERHUB_ORIGIN
+  value: {{ . | quote }}
+{{- end }}
+- name: JUPYTERHUB_CLIENT_ID
+  value: {{ .Values.config.jupyterhub.clientId | quote }}
+{{- with .Values.config.jupyterhub.oauthCallbackUrl }}
+- name: JUPYTERHUB_OAUTH_CALLBACK_URL
+  value: {{ . | quote }}
+{{- end }}
+- name: GITLAB_URL
+  value: {{ .Values.config.gitlab.url | quote }}
+{{- with .Values.config.gitlab.imageRegistry }}
+- name: IMAGE_REGISTRY
+  value: {{ . | quote }}
+{{- end }}
+- name: NOTEBOOKS_DEFAULT_IMAGE
+  value: {{ .Values.config.defaultImage | quote }}
+- name: NOTEBOOKS_MIN_ACCESS_LEVEL
+  value: {{ .Values.config.minAccessLevel | quote }}
+- name: NOTEBOOKS_SERVER_OPTIONS_PATH
+  value: /etc/renku-notebooks/server-options.json
+- name: KUBERNETES_NAMESPACE
+  value: {{ .Values.config.kubernetesNamespace | default .Release.Namespace | quote }}
+- name: NOTEBOOKS_UPSTREAM_TIMEOUT
+  value: {{ .Values.config.upstreamTimeoutSeconds | quote }}
+- name: NOTEBOOKS_SESSION_VOLUMES
+  value: {{ .Values.sessionVolumes.enabled | quote }}
+- name: NOTEBOOKS_SESSION_VOLUME_RETENTION_HOURS
+  value: {{ .Values.sessionVolumes.retentionHours | quote }}
+- name: METRICS_PORT
+  value: {{ ternary .Values.metrics.port 0 .Values.metrics.enabled | quote }}
+{{- with .Values.extraEnv }}
+{{- toYaml . | nindent 0 }}
+{{- end }}
+{{- end }}

@@ -244,8 +244,8 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * The caller's autosaves of a project
-         * @description Work a stopped server had not committed and pushed, saved to GitLab as the branch `renku/autosave/<user>/<branch>/<commit_sha[:7]>/<head[:7]>`; the next launch of that branch and commit restores the newest. Only the caller’s own, newest first. `namespace` may contain `/` (raw or as `%2F`).
+         * The caller's autosaves and kept volumes of a project
+         * @description Work a stopped server had not committed and pushed, saved to GitLab as the branch `renku/autosave/<user>/<branch>/<commit_sha[:7]>/<head[:7]>`; the next launch of that branch and commit restores the newest. With session volumes (`pvsSupport: true`), also the kept volume of each of the caller’s stopped servers of the project (`pvs: true`, named by the server), which the next launch of that server resumes as it was left. Only the caller’s own, newest first. `namespace` may contain `/` (raw or as `%2F`).
          */
         get: operations["listAutosaves"];
         put?: never;
@@ -267,8 +267,8 @@ export interface paths {
         put?: never;
         post?: never;
         /**
-         * Delete one of the caller’s autosaves
-         * @description Deletes the autosave branch in GitLab, so the next launch starts from the commit. `namespace` may contain `/`, and `name` does: raw or as `%2F`.
+         * Delete one of the caller’s autosaves or kept volumes
+         * @description Deletes the autosave branch in GitLab, so the next launch starts from the commit. `namespace` may contain `/`, and `name` does: raw or as `%2F`. With session volumes, a server name deletes that server’s kept volume (`409 SERVER_BUSY` while the server is running, starting or stopping), so its next launch starts from a fresh clone.
          */
         delete: operations["deleteAutosave"];
         options?: never;
@@ -362,10 +362,10 @@ export interface components {
                 [key: string]: components["schemas"]["Server"];
             };
         };
-        /** @description Unsaved work of a stopped server, saved to GitLab as a branch. */
+        /** @description Work of a stopped server: unsaved work saved to GitLab as a branch, or (with session volumes) the volume its working directory was kept on. */
         Autosave: {
             /**
-             * @description The autosave branch: `renku/autosave/<user>/<branch>/<commit_sha[:7]>/<head[:7]>`.
+             * @description The autosave branch, `renku/autosave/<user>/<branch>/<commit_sha[:7]>/<head[:7]>`; for a kept volume (`pvs: true`), the name of its stopped server.
              * @example renku/autosave/alice/master/0123abc/4567def
              */
             name: string;
@@ -373,15 +373,15 @@ export interface components {
             branch: string;
             /** @description The commit of that launch, its first 7 characters. */
             commit: string;
-            /** @description When the work was saved (the autosave commit), ISO 8601. */
+            /** @description When the work was saved (the autosave commit), or, for a kept volume, when its server stopped; ISO 8601. */
             date: string;
-            /** @description Always false: persistent volumes are not supported. */
+            /** @description True for a kept volume: the whole working directory of a stopped server, which its next launch resumes; false for an autosave branch in GitLab. */
             pvs: boolean;
         };
         AutosaveList: {
-            /** @description Always false: persistent volumes are not supported. */
+            /** @description Whether servers keep their working directory on a volume of their own (the operator's choice). */
             pvsSupport: boolean;
-            /** @description The caller's autosaves, newest first. */
+            /** @description The caller's autosaves and kept volumes, newest first. */
             autosaves: components["schemas"]["Autosave"][];
         };
         /**
@@ -754,7 +754,7 @@ export interface operations {
             /**
              * @description `SERVER_LIMIT_REACHED`: The caller has the hub’s maximum number of servers: stop one first.
              *
-             *     `SERVER_BUSY`: The server is still starting or stopping and cannot be stopped or launched yet: retry.
+             *     `SERVER_BUSY`: The server is still starting or stopping and cannot be stopped or launched yet: retry. For a kept volume: its server is running, starting or stopping; stop it first.
              */
             409: {
                 headers: {
@@ -1035,7 +1035,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `SERVER_BUSY`: The server is still starting or stopping and cannot be stopped or launched yet: retry. */
+            /** @description `SERVER_BUSY`: The server is still starting or stopping and cannot be stopped or launched yet: retry. For a kept volume: its server is running, starting or stopping; stop it first. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1742,7 +1742,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The caller's autosaves, newest first. */
+            /** @description The caller's autosaves and kept volumes, newest first. */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -1846,14 +1846,14 @@ export interface operations {
                 namespace: string;
                 /** @description Project path. */
                 project: string;
-                /** @description The autosave branch; its slashes percent-encoded as `%2F` or raw. */
+                /** @description The autosave branch, its slashes percent-encoded as `%2F` or raw; or the server name of a kept volume. */
                 name: string;
             };
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description The autosave was deleted. */
+            /** @description The autosave or the volume was deleted. */
             204: {
                 headers: {
                     [name: string]: unknown;
@@ -1909,6 +1909,18 @@ export interface operations {
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {string} */
                         code: "PROJECT_NOT_FOUND" | "AUTOSAVE_NOT_FOUND";
+                    };
+                };
+            };
+            /** @description `SERVER_BUSY`: The server is still starting or stopping and cannot be stopped or launched yet: retry. For a kept volume: its server is running, starting or stopping; stop it first. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {string} */
+                        code: "SERVER_BUSY";
                     };
                 };
             };

@@ -7,7 +7,9 @@
  * notes: `PodList`, watch streams (one compact JSON event per line, synthetic ADDED events
  * unless a resourceVersion is given), pod logs with the kubelet's refusals (`is waiting to
  * start: …`, 200 and nothing for an unscheduled pod), events with field selectors, graceful
- * deletion, and `Status` bodies for 400/401/403/404/422.
+ * deletion, and `Status` bodies for 400/401/403/404/422. PersistentVolumeClaims: create (409
+ * `AlreadyExists` on a taken name), get, list by label selector, JSON merge-patch (RFC 7386),
+ * delete (404 `NotFound` on a missing name).
  */
 import { randomBytes, randomUUID } from 'node:crypto'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
@@ -20,6 +22,21 @@ import { fixtureFor } from '../fixtures/kubernetes/index.js'
 import type { Json, StandInEvent, StandInPod } from './kubernetes-objects.js'
 
 export type { StandInEvent, StandInPod }
+
+/** A PersistentVolumeClaim as JSON; only the metadata is read. */
+export interface StandInClaim {
+  metadata: {
+    name: string
+    namespace?: string
+    uid?: string
+    resourceVersion?: string
+    creationTimestamp?: string
+    labels?: Record<string, string>
+    annotations?: Record<string, string>
+    [key: string]: unknown
+  }
+  [key: string]: unknown
+}
 
 export interface RecordedRequest {
   method: string
@@ -71,6 +88,10 @@ export interface KubernetesStandIn {
    * and watching from an older resourceVersion is refused with 410, so clients must list again.
    */
   expireWatches(): void
+  /** Stores a claim as KubeSpawner's `storage_pvc_ensure` creates it. */
+  addClaim(claim: StandInClaim): void
+  claim(name: string): StandInClaim | undefined
+  claims(): StandInClaim[]
   /** Writes a kubeconfig with another token (to test a rejected token). */
   writeKubeconfig(token: string, namespace?: string): Promise<string>
   close(): Promise<void>
@@ -219,6 +240,7 @@ export async function startKubernetes(options: KubernetesStandInOptions = {}): P
   const namespace = options.namespace ?? 'renku'
   const token = options.token ?? randomBytes(16).toString('hex')
   const pods = new Map<string, StandInPod>()
+  const claims = new Map<string, StandInClaim>()
   let events: StandInEvent[] = clone(options.events ?? [])
   const logs = new Map<string, string>()
   const requests: RecordedRequest[] = []
@@ -472,6 +494,140 @@ export async function startKubernetes(options: KubernetesStandInOptions = {}): P
     send(res, 200, pod as unknown as Json)
   }
 
+  const claimNotFound = (name: string) =>
+    status(404, 'NotFound', `persistentvolumeclaims "${name}" not found`, {
+      name,
+      kind: 'persistentvolumeclaims',
+    })
+
+  function storeClaim(claim: StandInClaim, ns = namespace): StandInClaim {
+    const copy = clone(claim)
+    copy.apiVersion = 'v1'
+    copy.kind = 'PersistentVolumeClaim'
+    copy.metadata.namespace = ns
+    copy.metadata.uid ??= randomUUID()
+    copy.metadata.creationTimestamp ??= new Date().toISOString().replace(/\.\d+Z$/, 'Z')
+    copy.metadata.resourceVersion = bump()
+    claims.set(`${ns}/${copy.metadata.name}`, copy)
+    return copy
+  }
+
+  /** RFC 7386: objects merge, null removes, anything else replaces. */
+  function mergePatch(target: unknown, patch: unknown): unknown {
+    if (typeof patch !== 'object' || patch === null || Array.isArray(patch)) return patch
+    const result: Json =
+      typeof target === 'object' && target !== null && !Array.isArray(target) ? { ...(target as Json) } : {}
+    for (const [key, value] of Object.entries(patch as Json)) {
+      if (value === null) delete result[key]
+      else result[key] = mergePatch(result[key], value)
+    }
+    return result
+  }
+
+  async function readBody(req: http.IncomingMessage): Promise<unknown> {
+    let body = ''
+    for await (const chunk of req) body += chunk
+    return JSON.parse(body)
+  }
+
+  async function handleClaims(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    ns: string,
+    name: string | undefined,
+    query: URLSearchParams,
+  ): Promise<undefined> {
+    const key = `${ns}/${name}`
+    if (!name && req.method === 'GET') {
+      let match = (c: StandInClaim) => c.metadata.namespace === ns
+      const labelSelector = query.get('labelSelector')
+      if (labelSelector) {
+        const parsed = parseLabelSelector(labelSelector)
+        if (typeof parsed === 'string') return send(res, 400, status(400, 'BadRequest', parsed))
+        const base = match
+        match = (c) => base(c) && parsed.every((r) => r(c.metadata.labels ?? {}))
+      }
+      return send(res, 200, {
+        kind: 'PersistentVolumeClaimList',
+        apiVersion: 'v1',
+        metadata: { resourceVersion: String(resourceVersion) },
+        items: [...claims.values()].filter(match),
+      })
+    }
+    if (!name && req.method === 'POST') {
+      let claim: StandInClaim
+      try {
+        claim = (await readBody(req)) as StandInClaim
+      } catch {
+        return send(res, 400, status(400, 'BadRequest', 'the body of the request was in an unknown format'))
+      }
+      const claimName = claim?.metadata?.name
+      if (!claimName) {
+        return send(
+          res,
+          422,
+          status(
+            422,
+            'Invalid',
+            'PersistentVolumeClaim "" is invalid: metadata.name: Required value: name or generateName is required',
+            {
+              kind: 'PersistentVolumeClaim',
+            },
+          ),
+        )
+      }
+      if (claims.has(`${ns}/${claimName}`)) {
+        return send(
+          res,
+          409,
+          status(409, 'AlreadyExists', `persistentvolumeclaims "${claimName}" already exists`, {
+            name: claimName,
+            kind: 'persistentvolumeclaims',
+          }),
+        )
+      }
+      return send(res, 201, storeClaim(claim, ns) as Json)
+    }
+    const existing = claims.get(key)
+    if (name && req.method === 'GET') {
+      return existing ? send(res, 200, existing as Json) : send(res, 404, claimNotFound(name))
+    }
+    if (name && req.method === 'PATCH') {
+      const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim()
+      if (type !== 'application/merge-patch+json' && type !== 'application/strategic-merge-patch+json') {
+        return send(
+          res,
+          415,
+          status(
+            415,
+            'UnsupportedMediaType',
+            `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml`,
+          ),
+        )
+      }
+      let patch: unknown
+      try {
+        patch = await readBody(req)
+      } catch {
+        return send(res, 400, status(400, 'BadRequest', 'the body of the request was in an unknown format'))
+      }
+      if (!existing) return send(res, 404, claimNotFound(name))
+      const merged = mergePatch(existing, patch) as StandInClaim
+      merged.metadata.name = name
+      return send(res, 200, storeClaim(merged, ns) as Json)
+    }
+    if (name && req.method === 'DELETE') {
+      if (!existing) return send(res, 404, claimNotFound(name))
+      claims.delete(key)
+      return send(res, 200, existing as Json)
+    }
+    return send(
+      res,
+      405,
+      status(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource'),
+    )
+  }
+
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://stand-in')
     const query: Record<string, string> = {}
@@ -481,12 +637,24 @@ export async function startKubernetes(options: KubernetesStandInOptions = {}): P
       if (req.headers.authorization !== `Bearer ${token}`) {
         return send(res, 401, status(401, 'Unauthorized', 'Unauthorized'))
       }
-      const m = /^\/api\/v1\/namespaces\/([^/]+)\/(pods|events)(?:\/([^/]+))?(?:\/(log))?$/.exec(url.pathname)
+      const m =
+        /^\/api\/v1\/namespaces\/([^/]+)\/(pods|events|persistentvolumeclaims)(?:\/([^/]+))?(?:\/(log))?$/.exec(
+          url.pathname,
+        )
       if (!m)
         return send(res, 404, status(404, 'NotFound', 'the server could not find the requested resource', {}))
       const [, ns = '', resource = '', name, sub] = m
       if (forbidden) {
-        const verb = req.method === 'DELETE' ? 'delete' : name ? 'get' : 'list'
+        const verb =
+          req.method === 'DELETE'
+            ? 'delete'
+            : req.method === 'PATCH'
+              ? 'patch'
+              : req.method === 'POST'
+                ? 'create'
+                : name
+                  ? 'get'
+                  : 'list'
         const what = sub ? `${resource}/${sub}` : resource
         const subject = `${name ? `${resource} "${name}"` : resource} is forbidden: User "system:serviceaccount:${namespace}:notebooks"`
         return send(
@@ -504,6 +672,8 @@ export async function startKubernetes(options: KubernetesStandInOptions = {}): P
         )
       }
       if (resource === 'events' && !name && req.method === 'GET') return listEvents(res, ns, url.searchParams)
+      if (resource === 'persistentvolumeclaims' && !sub)
+        return handleClaims(req, res, ns, name, url.searchParams)
       if (resource !== 'pods')
         return send(
           res,
@@ -602,6 +772,14 @@ export async function startKubernetes(options: KubernetesStandInOptions = {}): P
         w.res.end(`${JSON.stringify({ type: 'ERROR', object: expired(resourceVersion - 1) })}\n`)
       }
     },
+    addClaim: (claim) => {
+      storeClaim(claim, claim.metadata.namespace ?? namespace)
+    },
+    claim: (name) => {
+      const claim = claims.get(`${namespace}/${name}`)
+      return claim ? clone(claim) : undefined
+    },
+    claims: () => [...claims.values()].map(clone),
     writeKubeconfig,
     async close() {
       for (const w of watchers) w.res.destroy()

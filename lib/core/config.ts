@@ -32,6 +32,12 @@ export interface Config {
   inCluster: boolean
   /** Read server logs from `<dir>/<user>--<server>.log` instead of Kubernetes (the local stack). */
   logsDir?: string
+  /** Keep each server's working directory on a volume of its own (`NOTEBOOKS_SESSION_VOLUMES`). */
+  sessionVolumes: boolean
+  /** How long a stopped server's volume is kept (`NOTEBOOKS_SESSION_VOLUME_RETENTION_HOURS`), in ms. */
+  sessionVolumeRetentionMs: number
+  /** The local stack's kept work directories, `<dir>/<user>/<server>/volume.json` (`NOTEBOOKS_VOLUMES_DIR`). */
+  volumesDir?: string
   /** How long any upstream call may take (`NOTEBOOKS_UPSTREAM_TIMEOUT`, seconds). */
   upstreamTimeoutMs: number
   host: string
@@ -105,6 +111,27 @@ function integer(name: string, raw: string, min: number, max: number): number {
   return Number(raw)
 }
 
+const trueWords = new Set(['true', '1', 'yes', 'on'])
+const falseWords = new Set(['false', '0', 'no', 'off'])
+
+function boolean(name: string, raw: string): boolean {
+  const word = raw.toLowerCase()
+  if (trueWords.has(word)) return true
+  if (falseWords.has(word)) return false
+  throw new ConfigError(name, 'must be true or false.')
+}
+
+function positiveHours(name: string, raw: string): number {
+  const hours = Number(raw)
+  if (!/^\d+(\.\d+)?$/.test(raw) || !(hours > 0) || hours > 24 * 3650) {
+    throw new ConfigError(
+      name,
+      'must be a number of hours above 0 (e.g. 168 for a week, 0.5 for 30 minutes).',
+    )
+  }
+  return hours
+}
+
 function origin(name: string, raw: string): string {
   const url = httpUrl(name, raw)
   const parsed = new URL(url)
@@ -168,6 +195,19 @@ export function loadConfig(env: Env = process.env): Config {
   if (metricsPort !== 0 && metricsPort === port) {
     throw new ConfigError('METRICS_PORT', 'must differ from PORT: metrics have a listener of their own.')
   }
+  const sessionVolumes = boolean(
+    'NOTEBOOKS_SESSION_VOLUMES',
+    value(env, 'NOTEBOOKS_SESSION_VOLUMES') ?? 'false',
+  )
+  const volumesDir = value(env, 'NOTEBOOKS_VOLUMES_DIR')
+  const kubeconfig = value(env, 'KUBECONFIG')
+  const inCluster = value(env, 'KUBERNETES_SERVICE_HOST') !== undefined
+  if (sessionVolumes && !volumesDir && !kubeconfig && !inCluster) {
+    throw new ConfigError(
+      'NOTEBOOKS_SESSION_VOLUMES',
+      'is true, but the volumes have nowhere to live: configure Kubernetes (in a cluster or KUBECONFIG).',
+    )
+  }
   return {
     hubApiUrl: httpUrl('JUPYTERHUB_API_URL', required(env, 'JUPYTERHUB_API_URL')),
     hubApiToken: required(env, 'JUPYTERHUB_API_TOKEN'),
@@ -194,9 +234,18 @@ export function loadConfig(env: Env = process.env): Config {
       100,
     ),
     kubernetesNamespace: value(env, 'KUBERNETES_NAMESPACE'),
-    kubeconfig: value(env, 'KUBECONFIG'),
-    inCluster: value(env, 'KUBERNETES_SERVICE_HOST') !== undefined,
+    kubeconfig,
+    inCluster,
     logsDir,
+    sessionVolumes,
+    sessionVolumeRetentionMs: Math.round(
+      3_600_000 *
+        positiveHours(
+          'NOTEBOOKS_SESSION_VOLUME_RETENTION_HOURS',
+          value(env, 'NOTEBOOKS_SESSION_VOLUME_RETENTION_HOURS') ?? '168',
+        ),
+    ),
+    volumesDir,
     upstreamTimeoutMs:
       1000 * integer('NOTEBOOKS_UPSTREAM_TIMEOUT', value(env, 'NOTEBOOKS_UPSTREAM_TIMEOUT') ?? '10', 1, 600),
     host: value(env, 'HOST') ?? '0.0.0.0',

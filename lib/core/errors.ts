@@ -38,7 +38,13 @@ export class ApiError extends Error {
   }
 }
 
-export type Upstream = 'JupyterHub' | 'GitLab' | 'Kubernetes' | 'the image registry' | 'the local log files'
+export type Upstream =
+  | 'JupyterHub'
+  | 'GitLab'
+  | 'Kubernetes'
+  | 'the image registry'
+  | 'the local log files'
+  | 'the local volumes'
 export type UpstreamFailure = 'bad_response' | 'unavailable' | 'timeout'
 
 const failureStatus: Record<UpstreamFailure, number> = { bad_response: 502, unavailable: 503, timeout: 504 }

@@ -38,6 +38,7 @@ const upstreamLabel: Record<Upstream, string> = {
   Kubernetes: 'kubernetes',
   'the image registry': 'registry',
   'the local log files': 'local_logs',
+  'the local volumes': 'local_volumes',
 }
 
 const failureOutcome: Record<UpstreamFailure, UpstreamOutcome> = {

@@ -117,7 +117,8 @@ function podOfServer(server: ServerRef, pods: V1Pod[]): V1Pod | undefined {
 export class KubernetesPods implements PodInspector, LogSource, PodLaunchSource {
   readonly upstream = 'Kubernetes'
   readonly namespace: string
-  private readonly api: CoreV1Api
+  /** The core/v1 client, shared with the session volume store. */
+  readonly api: CoreV1Api
   private readonly log?: KubernetesLogger
   private readonly onClose?: () => void
   private readonly observe?: UpstreamObserver
@@ -183,6 +184,19 @@ export class KubernetesPods implements PodInspector, LogSource, PodLaunchSource 
     }
   }
 
+  /** All notebook pods: the watched copy when current, else one list. */
+  async allPods(): Promise<V1Pod[]> {
+    if (this.cache?.synced) return this.cache.list()
+    try {
+      const list = await observeCall(this.observe, LIST_PODS, () =>
+        this.api.listNamespacedPod({ namespace: this.namespace, labelSelector: USERNAME_LABEL }),
+      )
+      return list.items
+    } catch (error) {
+      throw toUpstreamError(error, 'list pods')
+    }
+  }
+
   version(): number | undefined {
     return this.cache?.synced ? this.cache.version : undefined
   }
@@ -219,7 +233,7 @@ export class KubernetesPods implements PodInspector, LogSource, PodLaunchSource 
    */
   async podLaunch(
     username: string,
-    server: ServerRef & { autosave?: string },
+    server: ServerRef & { autosave?: string; resumed?: boolean },
   ): Promise<PodLaunch | undefined> {
     const pod = podOfServer(server, await this.userPods(username))
     if (!pod) return undefined
@@ -229,7 +243,7 @@ export class KubernetesPods implements PodInspector, LogSource, PodLaunchSource 
       : (await this.eventsAbout([pod])).filter(
           (e) => !uid || !e.involvedObject.uid || e.involvedObject.uid === uid,
         )
-    return podLaunch(pod, events, server.autosave)
+    return podLaunch(pod, events, server.autosave, server.resumed)
   }
 
   async readLogs(request: LogRequest): Promise<string[]> {

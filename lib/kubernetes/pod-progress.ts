@@ -29,9 +29,16 @@ function hasRun(pod: V1Pod, events: CoreV1Event[], name: string, init: boolean):
 
 /**
  * The steps of the pod's launch, in order. `autosave` is the autosave branch the launch
- * restores, if any (the server's `renku.io/autosave` annotation).
+ * restores, if any (the server's `renku.io/autosave` annotation); `resumed` says the launch
+ * starts on the server's kept volume (`renku.io/volume: "resumed"`), where the clone step
+ * leaves the working directory as it is.
  */
-export function podLaunch(pod: V1Pod, unsortedEvents: CoreV1Event[] = [], autosave?: string): PodLaunch {
+export function podLaunch(
+  pod: V1Pod,
+  unsortedEvents: CoreV1Event[] = [],
+  autosave?: string,
+  resumed = false,
+): PodLaunch {
   const events = sortEvents(unsortedEvents)
   const view = toPodView(pod, events)
   const reached: { step: ProgressStep; detail: StepDetail }[] = []
@@ -70,12 +77,14 @@ export function podLaunch(pod: V1Pod, unsortedEvents: CoreV1Event[] = [], autosa
   if (cloneContainer && hasRun(pod, events, cloneContainer, true)) {
     reached.push({
       step: 'cloning',
-      detail: autosave
-        ? {
-            message: `The repository is being cloned and your autosaved work restored (${autosave}).`,
-            autosave,
-          }
-        : { message: 'The repository is being cloned.' },
+      detail: resumed
+        ? { message: 'The working directory is resumed from its kept volume, as it was left: no clone.' }
+        : autosave
+          ? {
+              message: `The repository is being cloned and your autosaved work restored (${autosave}).`,
+              autosave,
+            }
+          : { message: 'The repository is being cloned.' },
     })
   }
 

@@ -92,6 +92,12 @@ export function stepOfHubMessage(
       },
     }
   }
+  if (/^Resuming the kept working directory/.test(message)) {
+    return {
+      step: 'cloning',
+      detail: { message: 'The working directory is resumed from its kept volume, as it was left: no clone.' },
+    }
+  }
   if (/^Cloning the repository/.test(message)) {
     return { step: 'cloning', detail: { message: 'The repository is being cloned.' } }
   }

@@ -3,14 +3,15 @@ import type { UserOptions } from '../../schemas/user-options.js'
 import type { Config } from '../core/config.js'
 import { ApiError, UpstreamError } from '../core/errors.js'
 import type { UpstreamObserver } from '../core/metrics.js'
-import { autosaveToRestore, launchAutosavePrefix } from '../gitlab/autosaves.js'
-import type { GitLabClient, GitLabProject } from '../gitlab/client.js'
+import { autosavesOf, autosaveToRestore, launchAutosavePrefix } from '../gitlab/autosaves.js'
+import type { GitLabBranch, GitLabClient, GitLabProject } from '../gitlab/client.js'
 import { imageExists, parseImage } from '../gitlab/image-registry.js'
 import type { JupyterHubClient } from '../hub/client.js'
 import type { ServerDirectory } from './directory.js'
 import { resolveServerOptions } from './options.js'
 import { gitlabTokenOf, requireChangeAccess } from './project-access.js'
 import { serverName } from './server-object.js'
+import type { SessionVolumes } from './volumes.js'
 
 export interface LaunchResult {
   /** 201 the server is up, 202 it is starting, 200 it already existed. */
@@ -26,8 +27,18 @@ export interface LauncherOptions {
     Config,
     'serverOptions' | 'minAccessLevel' | 'imageRegistry' | 'defaultImage' | 'upstreamTimeoutMs'
   >
+  /** Kept volumes of servers, when session volumes are on. */
+  sessionVolumes?: SessionVolumes | null
+  /** Where a failure that does not fail the launch is told. */
+  log?: { warn(obj: object, msg: string): void }
   /** Told of the image registry calls (the hub and GitLab clients have their own). */
   observeUpstream?: UpstreamObserver
+}
+
+/** The autosaves of a launch: the one to restore, and how to discard them all. */
+interface LaunchAutosaves {
+  restore: Promise<string | undefined>
+  discard: () => void
 }
 
 interface ResolvedImage {
@@ -66,10 +77,18 @@ export class Launcher {
     const branch = request.branch ?? project.default_branch ?? 'master'
     // Looked up beside the other checks, used only if a new server starts (the sha's first 7
     // characters are the resolved commit's, or the commit check fails).
-    const autosave = gitlab
-      .listBranches(token, project, launchAutosavePrefix(user, branch, request.commit_sha))
-      .then((branches) => autosaveToRestore(branches, user, branch, request.commit_sha))
-    autosave.catch(() => {})
+    const branches = gitlab.listBranches(
+      token,
+      project,
+      launchAutosavePrefix(user, branch, request.commit_sha),
+    )
+    branches.catch(() => {})
+    const autosave: LaunchAutosaves = {
+      restore: branches.then((found) => autosaveToRestore(found, user, branch, request.commit_sha)),
+      // A resumed volume holds the same work and more: the launch's autosaves are then deleted.
+      discard: () => this.discardAutosaves(token, project, user, branch, request.commit_sha, branches),
+    }
+    autosave.restore.catch(() => {})
     const [, commitSha] = await Promise.all([
       gitlab.requireBranch(token, project, branch),
       gitlab.resolveCommit(token, project, request.commit_sha),
@@ -103,21 +122,23 @@ export class Launcher {
     user: string,
     name: string,
     userOptions: UserOptions,
-    autosave: Promise<string | undefined>,
+    autosave: LaunchAutosaves,
   ): Promise<LaunchResult> {
-    const { hub, directory } = this.options
+    const { hub, directory, sessionVolumes } = this.options
     // From this replica's copy; a start another replica made meanwhile is answered 202 or 400
     // "already running" by the hub, both handled below.
     const current = await directory.get(user, name)
     if (current && current.status.state !== 'failed') return { status: 200, server: current }
-    // A new server (or a new start of a stopped one) restores the newest autosave of the launch.
-    const restore = await autosave
+    // A start on a kept volume resumes it as it was; a new server (or a new start of a stopped
+    // one without a volume) restores the newest autosave of the launch.
+    const resumed = sessionVolumes ? (await sessionVolumes.find(user, name)) !== undefined : false
+    const restore = resumed ? undefined : await autosave.restore
+    const options: UserOptions = { ...userOptions }
+    if (restore) options.autosave = restore
+    if (sessionVolumes) options.volume = resumed ? 'resumed' : 'new'
     // The copy shows the start as it is sent and reads the user again once it is answered.
-    const outcome = await hub.startServer(
-      user,
-      name,
-      restore ? { ...userOptions, autosave: restore } : userOptions,
-    )
+    const outcome = await hub.startServer(user, name, options)
+    if (resumed) autosave.discard()
     const server = await directory.get(user, name)
     if (!server) {
       throw new UpstreamError(
@@ -129,6 +150,30 @@ export class Launcher {
     }
     const status = outcome === 'created' ? 201 : outcome === 'already-running' ? 200 : 202
     return { status, server }
+  }
+
+  /** Deletes the launch's autosave branches; a failure is logged (they are listed and deletable). */
+  private discardAutosaves(
+    token: string,
+    project: GitLabProject,
+    user: string,
+    branch: string,
+    commitSha: string,
+    branches: Promise<GitLabBranch[]>,
+  ): void {
+    const commit = commitSha.slice(0, 7).toLowerCase()
+    const run = async () => {
+      const names = autosavesOf(await branches, user)
+        .filter((save) => save.branch === branch && save.commit === commit)
+        .map((save) => save.name)
+      for (const name of names) await this.options.gitlab.deleteBranch(token, project, name)
+    }
+    run().catch((err: unknown) =>
+      this.options.log?.warn(
+        { user, project: project.id, failure: (err as Error).message },
+        'could not delete the autosaves of a resumed launch',
+      ),
+    )
   }
 
   private async requireImage(

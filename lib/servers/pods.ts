@@ -71,5 +71,8 @@ export interface PodLaunch {
 
 export interface PodLaunchSource {
   /** The launch of a server's pod, or undefined while it has none. */
-  podLaunch(username: string, server: ServerRef & { autosave?: string }): Promise<PodLaunch | undefined>
+  podLaunch(
+    username: string,
+    server: ServerRef & { autosave?: string; resumed?: boolean },
+  ): Promise<PodLaunch | undefined>
 }

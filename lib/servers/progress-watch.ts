@@ -186,6 +186,7 @@ export class LaunchWatch {
       ...(this.server.annotations['renku.io/autosave'] && {
         autosave: this.server.annotations['renku.io/autosave'],
       }),
+      ...(this.server.annotations['renku.io/volume'] === 'resumed' && { resumed: true }),
     }
     while (!signal.aborted) {
       try {

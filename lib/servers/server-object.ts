@@ -47,6 +47,7 @@ const annotationKeys: Record<string, string> = {
   project_id: 'renku.io/gitlabProjectId',
   repository: 'renku.io/repository',
   autosave: 'renku.io/autosave',
+  volume: 'renku.io/volume',
 }
 
 function text(value: unknown): string | undefined {

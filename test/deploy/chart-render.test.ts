@@ -519,6 +519,75 @@ t.test('the hub may manage the per-server token Secrets', async (t) => {
   t.same(binding(renamedAccount)?.subjects, [{ kind: 'ServiceAccount', name: 'my-hub', namespace }])
 })
 
+t.test('session volumes: off by default; on, the service may list, annotate and delete claims', async (t) => {
+  type Rule = { apiGroups: string[]; resources: string[]; verbs: string[] }
+  const [off, on] = await Promise.all([
+    template([]),
+    template([
+      '--set',
+      'sessionVolumes.enabled=true',
+      '--set',
+      'sessionVolumes.retentionHours=24',
+      '--set-string',
+      'sessionVolumes.storageClass=fast',
+      '--set-string',
+      'config.kubernetesNamespace=servers',
+    ]),
+  ])
+  const role = (m: Manifest[]) =>
+    find(m, 'Role', 'renku-notebooks') as (Manifest & { rules: Rule[] }) | undefined
+  const claimRules = (m: Manifest[]) =>
+    role(m)?.rules.filter((r) => r.resources.includes('persistentvolumeclaims'))
+  t.same(claimRules(off), [], 'no claim permissions without session volumes')
+  t.equal(env(serviceContainer(off), 'NOTEBOOKS_SESSION_VOLUMES'), 'false')
+  t.equal(env(serviceContainer(off), 'NOTEBOOKS_SESSION_VOLUME_RETENTION_HOURS'), '168')
+  t.same(claimRules(on), [
+    { apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['get', 'list', 'patch', 'delete'] },
+  ])
+  t.equal(role(on)?.metadata.namespace, 'servers', "in the servers' namespace only")
+  t.notOk(
+    on.some((m) => m.kind === 'ClusterRole' || m.kind === 'ClusterRoleBinding'),
+    'nothing cluster-wide',
+  )
+  t.equal(env(serviceContainer(on), 'NOTEBOOKS_SESSION_VOLUMES'), 'true')
+  t.equal(env(serviceContainer(on), 'NOTEBOOKS_SESSION_VOLUME_RETENTION_HOURS'), '24')
+  await checkAll(t, on)
+  t.notOk(find(off, 'CronJob'), 'no sweep CronJob without session volumes')
+  const cron = find(on, 'CronJob', 'renku-notebooks-volume-sweep') as
+    | (Manifest & {
+        spec: {
+          schedule: string
+          concurrencyPolicy: string
+          jobTemplate: {
+            spec: {
+              template: {
+                spec: { serviceAccountName: string; containers: (Container & { command: string[] })[] }
+              }
+            }
+          }
+        }
+      })
+    | undefined
+  t.equal(cron?.spec.schedule, '17 * * * *', 'the sweep runs hourly, also with no replica up')
+  t.equal(cron?.spec.concurrencyPolicy, 'Forbid')
+  const sweep = cron?.spec.jobTemplate.spec.template.spec.containers[0]
+  t.same(sweep?.command, ['node', 'dist/sweep-volumes.js'], 'from the service image')
+  t.same(
+    sweep?.env?.map((e) => e.name),
+    serviceContainer(on).env?.map((e) => e.name),
+    "with the service's configuration",
+  )
+  t.equal(
+    cron?.spec.jobTemplate.spec.template.spec.serviceAccountName,
+    (find(on, 'Deployment') as Manifest & { spec: { template: { spec: { serviceAccountName: string } } } })
+      .spec.template.spec.serviceAccountName,
+    "and the service's permissions",
+  )
+  const refused = await helmRun(['template', release, chart, '--set', 'sessionVolumes.retentionHours=0'])
+  t.notOk(refused.ok, 'a retention of 0 hours is refused')
+  t.match(refused.out, /sessionVolumes\.retentionHours/)
+})
+
 t.test('helm refuses what the chart cannot work with', async (t) => {
   const refusals: [string, string[], RegExp][] = [
     [

@@ -9,9 +9,9 @@ import { type LaunchStage, launchStage } from '../../dev/fixtures/kubernetes/ind
 import { podLaunch } from '../../lib/kubernetes/pod-progress.js'
 import { failureCause, stepOfHubMessage } from '../../lib/progress/steps.js'
 
-function launchAt(stage: LaunchStage, autosave?: string) {
+function launchAt(stage: LaunchStage, autosave?: string, resumed?: boolean) {
   const { pod, events } = launchStage(stage, 'alice', 'my-project-1a2b3c4d')
-  return podLaunch(pod as unknown as V1Pod, events as unknown as CoreV1Event[], autosave)
+  return podLaunch(pod as unknown as V1Pod, events as unknown as CoreV1Event[], autosave, resumed)
 }
 const stepsOf = (launch: ReturnType<typeof podLaunch>) => launch.reached.map((r) => r.step)
 const detail = (launch: ReturnType<typeof podLaunch>, step: string) =>
@@ -51,6 +51,10 @@ t.test('a pod walking from no node to ready', async (t) => {
     message:
       'The repository is being cloned and your autosaved work restored (renku/autosave/alice/master/1a2b3c4/5d6e7f8).',
     autosave: 'renku/autosave/alice/master/1a2b3c4/5d6e7f8',
+  })
+
+  t.same(detail(launchAt('cloning', undefined, true), 'cloning'), {
+    message: 'The working directory is resumed from its kept volume, as it was left: no clone.',
   })
 
   const starting = launchAt('starting')
@@ -105,6 +109,11 @@ t.test("the hub's progress messages", async (t) => {
       },
       'cloning',
       /autosaved work restored \(renku\/autosave\/a\/master\/1a2b3c4\/5d6e7f8\)/,
+    ],
+    [
+      { progress: 60, message: 'Resuming the kept working directory' },
+      'cloning',
+      /resumed from its kept volume, as it was left: no clone/,
     ],
     [{ progress: 80, message: 'Starting the notebook server' }, 'starting'],
     // KubeSpawner forwards pod events.

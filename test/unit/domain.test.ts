@@ -26,6 +26,17 @@ t.test('configuration', async (t) => {
   t.equal(config.port, 8000)
   t.equal(config.metricsPort, 9090)
   t.equal(loadConfig({ ...required, METRICS_PORT: '0' }).metricsPort, 0, '0 turns the metrics listener off')
+  t.equal(config.sessionVolumes, false, 'session volumes are off by default')
+  t.equal(config.sessionVolumeRetentionMs, 168 * 3_600_000, 'kept a week by default')
+  t.equal(
+    loadConfig({ ...required, NOTEBOOKS_SESSION_VOLUMES: 'TRUE', KUBECONFIG: '/k' }).sessionVolumes,
+    true,
+  )
+  t.equal(
+    loadConfig({ ...required, NOTEBOOKS_SESSION_VOLUME_RETENTION_HOURS: '0.5' }).sessionVolumeRetentionMs,
+    1_800_000,
+    'fractions of an hour',
+  )
   t.equal(config.host, '0.0.0.0')
   t.equal(config.oauthCallbackUrl, '/services/notebooks/oauth_callback')
   t.same(Object.keys(config.serverOptions), [
@@ -53,6 +64,18 @@ t.test('configuration', async (t) => {
       /^JUPYTERHUB_ORIGIN must be an origin/,
     ],
     [{ ...required, LOG_LEVEL: 'loud' }, /^LOG_LEVEL must be one of/],
+    [
+      { ...required, NOTEBOOKS_SESSION_VOLUMES: 'sometimes' },
+      /^NOTEBOOKS_SESSION_VOLUMES must be true or false/,
+    ],
+    [
+      { ...required, NOTEBOOKS_SESSION_VOLUME_RETENTION_HOURS: '0' },
+      /^NOTEBOOKS_SESSION_VOLUME_RETENTION_HOURS must be a number of hours above 0/,
+    ],
+    [
+      { ...required, NOTEBOOKS_SESSION_VOLUME_RETENTION_HOURS: 'a week' },
+      /^NOTEBOOKS_SESSION_VOLUME_RETENTION_HOURS must be a number of hours/,
+    ],
     [
       { ...required, NOTEBOOKS_SERVER_OPTIONS_PATH: '/nonexistent/options.json' },
       /^NOTEBOOKS_SERVER_OPTIONS_PATH names a file that cannot be read/,
