@@ -20,6 +20,12 @@ export const UserOptionsSchema = Type.Object(
     autosave: Type.Optional(
       Type.String({ description: 'The autosave branch to restore, renku/autosave/...' }),
     ),
+    volume: Type.Optional(
+      Type.Union([Type.Literal('new'), Type.Literal('resumed')], {
+        description:
+          'With session volumes: whether the server starts on a new volume or resumes its kept one.',
+      }),
+    ),
   },
   { additionalProperties: false },
 )

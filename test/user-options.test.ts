@@ -57,6 +57,11 @@ t.test('a launch the service builds is one the hub accepts', async (t) => {
   const restoring = { ...launch, autosave: `renku/autosave/alice/master/aaaaaaa/bbbbbbb` }
   t.ok(Value.Check(UserOptionsSchema, restoring))
   t.equal((await hubParses(restoring)).ok, true, 'with an autosave to restore')
+  for (const volume of ['new', 'resumed'] as const) {
+    const onVolume = { ...launch, volume }
+    t.ok(Value.Check(UserOptionsSchema, onVolume))
+    t.equal((await hubParses(onVolume)).ok, true, `on a ${volume} session volume`)
+  }
 })
 
 t.test('what one side refuses, the other refuses too', async (t) => {
@@ -65,6 +70,7 @@ t.test('what one side refuses, the other refuses too', async (t) => {
     ['an unknown key', { ...launch, extra: 1 }],
     ['a project id that is not a number', { ...launch, project_id: '7' }],
     ['no repository', Object.fromEntries(Object.entries(launch).filter(([key]) => key !== 'repository'))],
+    ['a volume that is neither new nor resumed', { ...launch, volume: 'kept' }],
   ] as const) {
     t.notOk(Value.Check(UserOptionsSchema, bad), `the service's shape refuses ${what}`)
     t.equal((await hubParses(bad)).ok, false, `the hub refuses ${what}`)

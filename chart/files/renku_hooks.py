@@ -7,6 +7,7 @@ from renku_options import SpawnRefused, parse_user_options, refuse_foreign_autos
 from renku_pod import apply_launch
 from renku_secret import load_fresh_gitlab_token, make_spawner_class, maybe_await
 from renku_settings import Settings
+from renku_volume import configure_session_volumes
 
 log = logging.getLogger("renku_notebooks.spawner")
 
@@ -170,6 +171,7 @@ def configure(
     kube.pre_spawn_hook = make_guard_hook(previous)
     grace = _configured(kube, "delete_grace_period")
     kube.delete_grace_period = max(int(grace or 0), settings.termination_grace_seconds)
+    configure_session_volumes(kube, settings)
     if fresh_gitlab_token is None:
         fresh_gitlab_token = load_fresh_gitlab_token(settings.hub_files_dir)
     jupyterhub.spawner_class = make_spawner_class(base, settings, fresh_gitlab_token, RenkuLaunchMixin)

@@ -66,6 +66,8 @@ DEFAULT_SERVER_OPTIONS: dict[str, dict[str, Any]] = {
 
 REQUIRED_KEYS = ("namespace", "project", "branch", "commit_sha", "project_id", "repository")
 OPTIONAL_KEYS = ("notebook", "image", "default_image_used", "server_options", "autosave", "volume")
+# With session volumes, whether the launch starts on a new volume or resumes a kept one.
+VOLUME_STATES = ("new", "resumed")
 USER_OPTION_KEYS = frozenset(REQUIRED_KEYS + OPTIONAL_KEYS)
 
 _SHA = re.compile(r"^[0-9a-fA-F]{40}$")
@@ -257,7 +259,7 @@ class Launch:
     server_options: dict[str, Any]
     # The autosave branch to restore (the README's "Autosave"), only when the service found one.
     autosave: str | None = None
-    # With session volumes: whether the start is on a new volume or resumes a kept one.
+    # "new" or "resumed", only with session volumes (the README's "Session volumes").
     volume: str | None = None
 
 
@@ -336,7 +338,7 @@ def parse_user_options(options: Any, specs: Mapping[str, Mapping[str, Any]]) -> 
         raise SpawnRefused("user option 'autosave' must name a renku/autosave/... branch.")
 
     volume = options.get("volume")
-    if volume is not None and volume not in ("new", "resumed"):
+    if volume is not None and volume not in VOLUME_STATES:
         raise SpawnRefused("user option 'volume' must be \"new\" or \"resumed\".")
 
     return Launch(

@@ -19,6 +19,7 @@ from renku_containers import (
 )
 from renku_options import Launch, is_number, parse_bytes, parse_cpu
 from renku_settings import Settings
+from renku_volume import VOLUME_ANNOTATION, apply_session_volume
 
 GPU_RESOURCE = "nvidia.com/gpu"
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -125,6 +126,12 @@ def apply_launch(spawner: Any, launch: Launch, settings: Settings, uid: Any = No
         disk = options["disk_request"]
         parse_bytes(disk)  # checked above, but a bad size must not reach Kubernetes
         work_volume["emptyDir"]["sizeLimit"] = str(disk)
+    if settings.session_volumes:
+        # Instead, the server's own claim, labelled with the user as the pod is (below).
+        claim_label = escape_username(username)
+        work_volume = apply_session_volume(
+            spawner, launch, settings, claim_label if is_label_value(claim_label) else None
+        )
     script_volume = {
         "name": SCRIPT_VOLUME,
         "configMap": {
@@ -189,7 +196,10 @@ def apply_launch(spawner: Any, launch: Launch, settings: Settings, uid: Any = No
     }
     if launch.autosave:
         renku_annotations["renku.io/autosave"] = launch.autosave
+    if launch.volume:
+        renku_annotations[VOLUME_ANNOTATION] = launch.volume
     annotations.pop("renku.io/autosave", None)
+    annotations.pop(VOLUME_ANNOTATION, None)
     annotations.update({key: literal(value) for key, value in renku_annotations.items()})
     spawner.extra_annotations = annotations
 

@@ -1,10 +1,11 @@
 """The hub's settings for renku-notebooks, read at start-up.
 
-What the chart's values decide (the autosave's time, the git containers' resources)
-comes from ``hub-settings.json``, which the chart renders into the hub-files ConfigMap
-from ``gitContainers`` in its values: one source for the sidecar's ``AUTOSAVE_TIMEOUT``,
-the pod's grace period derived from it and the containers' resources. The rest comes
-from the hub's environment.
+What the chart's values decide (the autosave's time, the git containers' resources,
+session volumes) comes from ``hub-settings.json``, which the chart renders into the
+hub-files ConfigMap from ``gitContainers`` and ``sessionVolumes`` in its values: one source
+for the sidecar's ``AUTOSAVE_TIMEOUT``, the pod's grace period derived from it, the
+containers' resources, and whether servers keep their working directory on a claim of
+their own. The rest comes from the hub's environment.
 """
 
 import copy
@@ -43,6 +44,10 @@ class Settings:
     git_container_resources: Mapping[str, Mapping[str, str]] = field(
         default_factory=lambda: copy.deepcopy(DEFAULT_GIT_CONTAINER_RESOURCES)
     )
+    # Session volumes (renku_volume): a PersistentVolumeClaim per named server, of this
+    # StorageClass (None: the cluster's default).
+    session_volumes: bool = False
+    session_volume_storage_class: str | None = None
     token_sync_seconds: float = 300
     secret_propagation_seconds: float = 90
     # Bound on one token refresh (GitLab) plus the Secret's patch (Kubernetes).
@@ -74,6 +79,8 @@ class Settings:
             hub_files_dir=hub_files_dir,
             autosave_timeout=chart["autosave_timeout"],
             git_container_resources=chart["git_container_resources"],
+            session_volumes=chart["session_volumes"],
+            session_volume_storage_class=chart["session_volume_storage_class"],
             token_sync_seconds=_seconds(env, "RENKU_NOTEBOOKS_TOKEN_SYNC_SECONDS", 300, minimum=10),
             secret_propagation_seconds=_seconds(env, "RENKU_NOTEBOOKS_SECRET_PROPAGATION_SECONDS", 90, minimum=0),
         )
@@ -114,4 +121,19 @@ def load_hub_settings(path: str) -> dict[str, Any]:
         key in ("requests", "limits") and isinstance(values, dict) for key, values in resources.items()
     ):
         raise ValueError(f"renku-notebooks: gitContainerResources in {path} must be {{requests, limits}}")
-    return {"autosave_timeout": timeout, "git_container_resources": resources}
+    volumes = data.get("sessionVolumes", {})
+    if not isinstance(volumes, dict):
+        raise ValueError(f"renku-notebooks: sessionVolumes in {path} must be {{enabled, storageClass}}")
+    enabled = volumes.get("enabled", False)
+    storage_class = volumes.get("storageClass") or ""
+    if not isinstance(enabled, bool) or not isinstance(storage_class, str):
+        raise ValueError(
+            f"renku-notebooks: sessionVolumes in {path} must hold enabled (true/false) and storageClass (a name)"
+        )
+    return {
+        "autosave_timeout": timeout,
+        "git_container_resources": resources,
+        "session_volumes": enabled,
+        # Empty: unset, so that the claims get the cluster's default StorageClass.
+        "session_volume_storage_class": storage_class or None,
+    }

@@ -17,6 +17,7 @@ named for what it does, import without kubespawner or jupyterhub:
 ``renku_containers``  what every container the spawner adds shares (mounts, user)
 ``renku_clone``       the init container that clones the project
 ``renku_autosave``    the sidecar that saves unsaved work at stop
+``renku_volume``      session volumes: the work volume on a claim per named server
 ``renku_pod``         the pod of one launch
 ``renku_secret``      the token Secret and the spawner class that keeps it
 ``renku_hooks``       the launch hooks and ``configure(c)``
@@ -97,9 +98,11 @@ Settings come from the hub's environment (all optional):
     Where the hub sees ``gitlab_token.py``. Default
     ``/usr/local/etc/jupyterhub/renku-notebooks``.
 ``RENKU_NOTEBOOKS_HUB_SETTINGS_PATH``
-    ``hub-settings.json``, rendered by the chart from ``gitContainers`` in its
-    values: the seconds a save may take (``AUTOSAVE_TIMEOUT``, 45 by default) and
-    the resources of the clone and the sidecar. Default: in the hub files directory.
+    ``hub-settings.json``, rendered by the chart from ``gitContainers`` and
+    ``sessionVolumes`` in its values: the seconds a save may take
+    (``AUTOSAVE_TIMEOUT``, 45 by default), the resources of the clone and the
+    sidecar, and session volumes (off by default; ``renku_volume``). Default: in
+    the hub files directory.
 ``RENKU_NOTEBOOKS_TOKEN_SYNC_SECONDS``
     Seconds between token checks of a running server; default 300.
 ``RENKU_NOTEBOOKS_SECRET_PROPAGATION_SECONDS``

@@ -401,8 +401,9 @@ t.test('the hub-files ConfigMap carries the spawner config, its modules and both
     {
       autosaveTimeoutSeconds: gitContainers.autosaveTimeoutSeconds,
       gitContainerResources: gitContainers.resources,
+      sessionVolumes: { enabled: false, storageClass: '' },
     },
-    'the hub settings come from gitContainers',
+    'the hub settings come from gitContainers and sessionVolumes (off by default)',
   )
   for (const file of hubFileNames) {
     t.equal(
@@ -586,6 +587,48 @@ t.test('session volumes: off by default; on, the service may list, annotate and 
   const refused = await helmRun(['template', release, chart, '--set', 'sessionVolumes.retentionHours=0'])
   t.notOk(refused.ok, 'a retention of 0 hours is refused')
   t.match(refused.out, /sessionVolumes\.retentionHours/)
+})
+
+t.test("session volumes reach the hub's settings", async (t) => {
+  const hubSettings = async (args: string[]) => {
+    const configMap = find(await template(args), 'ConfigMap', 'renku-notebooks-hub-files') as
+      | (Manifest & { data: Record<string, string> })
+      | undefined
+    return JSON.parse(configMap?.data['hub-settings.json'] ?? 'null') as { sessionVolumes?: unknown }
+  }
+  const [on, defaultClass] = await Promise.all([
+    hubSettings([
+      '--set',
+      'sessionVolumes.enabled=true',
+      '--set-string',
+      'sessionVolumes.storageClass=fast-ssd',
+    ]),
+    hubSettings(['--set', 'sessionVolumes.enabled=true']),
+  ])
+  t.same(on.sessionVolumes, { enabled: true, storageClass: 'fast-ssd' })
+  t.same(
+    defaultClass.sessionVolumes,
+    { enabled: true, storageClass: '' },
+    "empty: the cluster's default class",
+  )
+  // As the hub's spawner config reads the file.
+  const read = async (settings: unknown) => {
+    const file = join(work, 'hub-settings.json')
+    writeFileSync(file, JSON.stringify(settings))
+    const script = [
+      'import json, sys',
+      `sys.path.insert(0, ${JSON.stringify(join(chartSource, 'files'))})`,
+      'from renku_settings import load_hub_settings',
+      'loaded = load_hub_settings(sys.argv[1])',
+      'print(json.dumps([loaded["session_volumes"], loaded["session_volume_storage_class"]]))',
+    ].join('\n')
+    return JSON.parse((await run('/usr/bin/python3', ['-c', script, file])).stdout) as unknown
+  }
+  t.same(await read(on), [true, 'fast-ssd'], 'the hub reads them')
+  t.same(await read(defaultClass), [true, null], 'no StorageClass set on the claims')
+  const refused = await helmRun(['template', release, chart, '--set-string', 'sessionVolumes.enabled=yes'])
+  t.notOk(refused.ok, 'enabled must be true or false')
+  t.match(refused.out, /sessionVolumes/)
 })
 
 t.test('helm refuses what the chart cannot work with', async (t) => {

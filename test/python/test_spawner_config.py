@@ -35,7 +35,7 @@ from typing import Any
 from jupyterhub.spawner import Spawner
 from jupyterhub.traitlets import Callable
 from tornado.web import HTTPError
-from traitlets import Dict, Integer, List, Unicode, Union
+from traitlets import Bool, Dict, Integer, List, Unicode, Union
 from traitlets.config import Config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,6 +54,7 @@ import renku_options  # noqa: E402
 import renku_pod  # noqa: E402
 import renku_secret  # noqa: E402
 import renku_settings  # noqa: E402
+import renku_volume  # noqa: E402
 
 
 def load_module() -> types.ModuleType:
@@ -149,6 +150,7 @@ class CoreV1Api:
     def __init__(self) -> None:
         self.pods: dict[str, dict[str, Any]] = {}
         self.secrets: dict[str, dict[str, Any]] = {}
+        self.claims: dict[str, dict[str, Any]] = {}
         self.calls: list[tuple[str, str, float]] = []
         self.forbid_patch = False
         # A ResourceQuota the pod exceeds: Kubernetes answers 403 to its creation.
@@ -230,6 +232,26 @@ class CoreV1Api:
         if self.secrets.pop(name, None) is None:
             raise ApiException(404, "NotFound")
 
+    async def create_namespaced_persistent_volume_claim(self, namespace: str, body: dict[str, Any]) -> Any:
+        assert namespace == NAMESPACE
+        name = body["metadata"]["name"]
+        if name in self.claims:
+            self._record("claim exists", name)
+            raise ApiException(409, "AlreadyExists")
+        self._record("create claim", name)
+        self.claims[name] = json.loads(json.dumps(body))
+        return self.claims[name]
+
+    async def read_namespaced_persistent_volume_claim(self, name: str, namespace: str) -> Any:
+        if name not in self.claims:
+            raise ApiException(404, "NotFound")
+        return copy.deepcopy(self.claims[name])
+
+    async def delete_namespaced_persistent_volume_claim(self, name: str, namespace: str) -> Any:
+        self._record("delete claim", name)
+        if self.claims.pop(name, None) is None:
+            raise ApiException(404, "NotFound")
+
     def token_in_secret(self, name: str) -> str:
         return base64.b64decode(self.secrets[name]["data"]["token"]).decode()
 
@@ -258,12 +280,24 @@ class KubeSpawner(Spawner):
     extra_resource_limits = Dict(config=True)
     working_dir = Unicode(None, allow_none=True, config=True)
     delete_grace_period = Integer(1, config=True)
+    # Its PVC support (kubespawner/spawner.py, 7.0.0).
+    storage_pvc_ensure = Bool(False, config=True)
+    delete_pvc = Bool(True, config=True)
+    pvc_name_template = Unicode("claim-{user_server}", config=True)
+    storage_capacity = Unicode(None, config=True, allow_none=True)
+    storage_extra_annotations = Dict(config=True)
+    storage_extra_labels = Dict(config=True)
+    storage_class = Unicode(None, config=True, allow_none=True)
+    storage_access_modes = List(["ReadWriteOnce"], config=True)
+    storage_selector = Dict(config=True)
     # JupyterHub 5.3's Spawner trait (absent from the 3.0 installed here).
     apply_user_options = Union([Callable(), Dict()], default_value=None, allow_none=True, config=True)
 
     def __init__(self, *args: Any, api: CoreV1Api | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.pod_name = f"jupyter-{self.user.name}--{self.name}"
+        # As KubeSpawner's __init__: named once, from the configured template.
+        self.pvc_name = self._expand(self.pvc_name_template)
         self.api = api or CoreV1Api()
         self.pod_id = None
         self._start_future = None
@@ -279,6 +313,7 @@ class KubeSpawner(Spawner):
             return value.format(
                 username=self.user.name, servername=self.name, user_server=f"{self.user.name}--{self.name}",
                 unescaped_username=self.user.name, pod_name=self.pod_name, namespace=self.namespace,
+                pvc_name=getattr(self, "pvc_name", "pvc_name_unavailable!"),
             )
         return value
 
@@ -324,11 +359,42 @@ class KubeSpawner(Spawner):
             "spec": spec,
         }
 
+    def get_pvc_manifest(self) -> dict[str, Any]:
+        # KubeSpawner's: its common labels and annotations under the configured extra ones.
+        labels = {"hub.jupyter.org/username": self.user.name, **self._expand(self.storage_extra_labels)}
+        labels.update({"app.kubernetes.io/component": "singleuser-server", "component": "singleuser-storage"})
+        annotations = {"hub.jupyter.org/username": self.user.name}
+        if self.name:
+            annotations["hub.jupyter.org/servername"] = self.name
+        annotations.update(self._expand(self.storage_extra_annotations))
+        spec: dict[str, Any] = {
+            "accessModes": self.storage_access_modes,
+            "resources": {"requests": {"storage": self.storage_capacity}},
+        }
+        if self.storage_class is not None:
+            spec["storageClassName"] = self.storage_class
+        selector = self._expand(self.storage_selector)
+        if selector:
+            spec["selector"] = selector
+        return {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": self.pvc_name, "labels": labels, "annotations": annotations},
+            "spec": spec,
+        }
+
     def start(self) -> Any:
         self._start_future = asyncio.ensure_future(self._start())
         return self._start_future
 
     async def _start(self) -> str:
+        if self.storage_pvc_ensure:
+            # A claim that exists (409) is kept as it is: its labels and size are the first start's.
+            try:
+                await self.api.create_namespaced_persistent_volume_claim(self.namespace, self.get_pvc_manifest())
+            except ApiException as e:
+                if e.status != 409:
+                    raise
         pod = await self.get_pod_manifest()
         self.manifests.append(pod)
         try:
@@ -355,6 +421,16 @@ class KubeSpawner(Spawner):
 
     async def poll(self) -> Any:
         return None if self.pod_name in self.api.pods else 1
+
+    async def delete_forever(self) -> None:
+        # What JupyterHub calls when a named server is removed (the culler removes them).
+        if not self.delete_pvc:
+            return
+        try:
+            await self.api.delete_namespaced_persistent_volume_claim(name=self.pvc_name, namespace=self.namespace)
+        except ApiException as e:
+            if e.status != 404:
+                raise
 
 
 # --------------------------------------------------------------------------- hub stand-ins
@@ -1432,6 +1508,210 @@ class ShellCommandTest(unittest.TestCase):
                     os.killpg(process.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+
+
+VOLUME_SETTINGS = renku_settings.Settings(
+    server_options=copy.deepcopy(renku_options.DEFAULT_SERVER_OPTIONS),
+    secret_propagation_seconds=0,
+    session_volumes=True,
+    session_volume_storage_class="fast-ssd",
+)
+CLAIM = "claim-alice--my-project-1a2b3c4d"
+
+
+def mounts_of(container: dict[str, Any]) -> dict[str, str]:
+    return {m["name"]: m["mountPath"] for m in container.get("volumeMounts", [])}
+
+
+class SessionVolumeTest(unittest.TestCase):
+    """Session volumes through KubeSpawner 7's PVC support (renku_volume)."""
+
+    def test_kubespawner_creates_a_claim_per_server_before_the_pod(self) -> None:
+        hub = Hub(VOLUME_SETTINGS)
+        s = spawn(user_options(), hub=hub)
+        # The traits as KubeSpawner 7 reads them when it starts the server.
+        self.assertIs(s.storage_pvc_ensure, True)
+        self.assertEqual(s.pvc_name, CLAIM)
+        self.assertEqual(s.storage_capacity, "1G")
+        self.assertEqual(s.storage_class, "fast-ssd")
+        self.assertEqual(s.storage_access_modes, ["ReadWriteOnce"])
+        self.assertIs(s.delete_pvc, False)
+        self.assertEqual(
+            [op for op in hub.api.ops() if "claim" in op[0] or "pod" in op[0]],
+            [("create claim", CLAIM), ("create pod", s.pod_name)],
+        )
+        claim = hub.api.claims[CLAIM]
+        self.assertEqual(claim["spec"]["resources"], {"requests": {"storage": "1G"}})
+        self.assertEqual(claim["spec"]["storageClassName"], "fast-ssd")
+        self.assertEqual(claim["spec"]["accessModes"], ["ReadWriteOnce"])
+        labels = claim["metadata"]["labels"]
+        self.assertEqual((labels["renku.io/session-volume"], labels["renku.io/username"]), ("true", "alice"))
+        annotations = claim["metadata"]["annotations"]
+        self.assertEqual(
+            {k: v for k, v in annotations.items() if k.startswith("renku.io/")},
+            {
+                "renku.io/namespace": "group/sub",
+                "renku.io/projectName": "my-project",
+                "renku.io/branch": "master",
+                "renku.io/commit-sha": SHA.lower(),
+            },
+        )
+        self.assertEqual(annotations["hub.jupyter.org/username"], "alice")
+        self.assertEqual(annotations["hub.jupyter.org/servername"], "my-project-1a2b3c4d")
+
+    def test_the_claim_is_the_working_directory_of_all_three_containers(self) -> None:
+        s = spawn(user_options(), settings=VOLUME_SETTINGS)
+        pod = pod_of(s)
+        work = [v for v in pod["spec"]["volumes"] if v["name"] == renku_containers.WORK_VOLUME]
+        self.assertEqual(work, [{"name": renku_containers.WORK_VOLUME, "persistentVolumeClaim": {"claimName": CLAIM}}])
+        for name in (renku_clone.INIT_CONTAINER, renku_autosave.SIDECAR, "notebook"):
+            self.assertEqual(mounts_of(container(pod, name))[renku_containers.WORK_VOLUME], "/work", name)
+        self.assertEqual(container(pod, "notebook")["workingDir"], "/work/my-project")
+        self.assertEqual(env_of(container(pod, renku_clone.INIT_CONTAINER))["GIT_TARGET_DIR"], "/work/my-project")
+        # The configured volumes stay.
+        self.assertIn({"name": "shared", "emptyDir": {}}, pod["spec"]["volumes"])
+
+    def test_disk_request_sizes_the_claim(self) -> None:
+        options = copy.deepcopy(renku_options.DEFAULT_SERVER_OPTIONS)
+        options["disk_request"]["options"] = ["1G", "10Gi"]
+        settings = renku_settings.Settings(server_options=options, session_volumes=True)
+        hub = Hub(settings)
+        s = spawn(user_options(server_options={"disk_request": "10Gi"}), hub=hub)
+        self.assertEqual(s.storage_capacity, "10Gi")
+        self.assertEqual(hub.api.claims[CLAIM]["spec"]["resources"]["requests"]["storage"], "10Gi")
+
+    def test_no_storage_class_is_the_clusters_default(self) -> None:
+        hub = Hub(renku_settings.Settings(server_options=copy.deepcopy(renku_options.DEFAULT_SERVER_OPTIONS), session_volumes=True))
+        s = spawn(user_options(), hub=hub)
+        self.assertIsNone(s.storage_class)
+        self.assertNotIn("storageClassName", hub.api.claims[CLAIM]["spec"])
+
+    def test_a_resumed_server_mounts_its_kept_claim(self) -> None:
+        hub = Hub(VOLUME_SETTINGS)
+        s = spawn(user_options(volume="new"), hub=hub)
+        self.assertEqual(pod_of(s)["metadata"]["annotations"]["renku.io/volume"], "new")
+        run(s.stop())
+        self.assertIn(CLAIM, hub.api.claims, "stopping keeps the claim")
+        s = spawn(user_options(volume="resumed"), hub=hub, spawner=s)
+        self.assertEqual(pod_of(s)["metadata"]["annotations"]["renku.io/volume"], "resumed")
+        self.assertEqual([op for op in hub.api.ops() if "claim" in op[0]], [("create claim", CLAIM), ("claim exists", CLAIM)])
+        work = next(v for v in pod_of(s)["spec"]["volumes"] if v["name"] == renku_containers.WORK_VOLUME)
+        self.assertEqual(work["persistentVolumeClaim"]["claimName"], CLAIM)
+        # A start without the option (a hub-side restart of the server) claims nothing.
+        s = spawn(user_options(), hub=hub, spawner=s)
+        self.assertNotIn("renku.io/volume", pod_of(s)["metadata"]["annotations"])
+
+    def test_removing_the_server_at_the_hub_keeps_its_claim(self) -> None:
+        # The culler removes named servers; JupyterHub then calls delete_forever, maybe in a
+        # hub that never started the server (after a restart): the configuration decides.
+        hub = Hub(VOLUME_SETTINGS)
+        s = spawn(user_options(), hub=hub)
+        run(s.stop())
+        later = Hub(VOLUME_SETTINGS)
+        later.api = hub.api
+        fresh = later.spawner()
+        self.assertIs(fresh.delete_pvc, False)
+        self.assertEqual(fresh.pvc_name, CLAIM)
+        run(fresh.delete_forever())
+        self.assertIn(CLAIM, hub.api.claims)
+
+    def test_each_server_has_a_claim_of_its_own(self) -> None:
+        # Also where the hub's configuration named claims per user (z2jh's pvcNameTemplate).
+        c = z2jh_config()
+        c.KubeSpawner.pvc_name_template = "claim-{username}"
+        hub = Hub(VOLUME_SETTINGS, c=c)
+        first = spawn(user_options(), hub=hub)
+        second = spawn(user_options(project="other"), hub=hub, spawner=hub.spawner(server="other-5e6f7a8b"))
+        self.assertEqual(sorted(hub.api.claims), [CLAIM, "claim-alice--other-5e6f7a8b"])
+        self.assertNotEqual(first.pvc_name, second.pvc_name)
+
+    def test_labels_and_annotations_follow_the_user_and_the_launch(self) -> None:
+        c = z2jh_config()
+        c.KubeSpawner.storage_extra_labels = {"team": "data"}
+        c.KubeSpawner.storage_extra_annotations = {"owner": "platform"}
+        hub = Hub(VOLUME_SETTINGS, c=c)
+        spawner = hub.spawner(user="Alice.Smith@example.com", server="other-1a2b3c4d")
+        s = spawn(user_options(branch="feat/{x}"), hub=hub, spawner=spawner)
+        claim = hub.api.claims[s.pvc_name]
+        labels = claim["metadata"]["labels"]
+        # The pod's escaping: the service selects the user's claims by it.
+        self.assertEqual(labels["renku.io/username"], renku_pod.escape_username("Alice.Smith@example.com"))
+        self.assertEqual(labels["renku.io/username"], pod_of(s)["metadata"]["labels"]["renku.io/username"])
+        self.assertEqual((labels["team"], claim["metadata"]["annotations"]["owner"]), ("data", "platform"))
+        # Raw values, braces included (KubeSpawner expands templates in annotations).
+        self.assertEqual(claim["metadata"]["annotations"]["renku.io/branch"], "feat/{x}")
+        self.assertEqual(claim["metadata"]["annotations"]["hub.jupyter.org/username"], "Alice.Smith@example.com")
+        # The next start of the spawner object is built from the configuration, not the last start.
+        run(s.stop())
+        del hub.api.claims[s.pvc_name]
+        s = spawn(user_options(), hub=hub, spawner=s)
+        self.assertEqual(s.storage_extra_labels, {"team": "data", "renku.io/session-volume": "true",
+                                                  "renku.io/username": labels["renku.io/username"]})
+        self.assertEqual(hub.api.claims[s.pvc_name]["metadata"]["annotations"]["renku.io/branch"], "master")
+
+    def test_a_user_name_without_a_label_value_still_gets_its_claim(self) -> None:
+        name = "x" * 70
+        hub = Hub(VOLUME_SETTINGS)
+        s = spawn(user_options(), hub=hub, spawner=hub.spawner(user=name))
+        claim = hub.api.claims[s.pvc_name]
+        self.assertNotIn("renku.io/username", claim["metadata"]["labels"])
+        self.assertEqual(claim["metadata"]["annotations"]["hub.jupyter.org/username"], name)
+
+    def test_without_session_volumes_nothing_changes(self) -> None:
+        hub = Hub()
+        s = spawn(user_options(), hub=hub)
+        for trait in ("storage_pvc_ensure", "pvc_name_template", "delete_pvc", "storage_capacity",
+                      "storage_class", "storage_access_modes", "storage_extra_labels", "storage_extra_annotations"):
+            self.assertNotIn(trait, hub.c.KubeSpawner, trait)
+            self.assertEqual(getattr(s, trait), KubeSpawner.class_traits()[trait].default(), trait)
+        self.assertEqual(hub.api.claims, {})
+        work = next(v for v in pod_of(s)["spec"]["volumes"] if v["name"] == renku_containers.WORK_VOLUME)
+        self.assertEqual(work, {"name": renku_containers.WORK_VOLUME, "emptyDir": {"sizeLimit": "1G"}})
+
+    def test_the_volume_option_is_new_or_resumed(self) -> None:
+        for bad in ("old", "", True, ["new"]):
+            with self.subTest(volume=bad), self.assertRaises(REFUSED) as caught:
+                spawn(user_options(volume=bad), settings=VOLUME_SETTINGS)
+            self.assertIn("'volume'", refusal(caught.exception))
+
+    def test_a_hub_without_disk_request_does_not_start(self) -> None:
+        options = {k: v for k, v in copy.deepcopy(renku_options.DEFAULT_SERVER_OPTIONS).items() if k != "disk_request"}
+        with self.assertRaises(ValueError) as caught:
+            Hub(renku_settings.Settings(server_options=options, session_volumes=True))
+        self.assertIn("disk_request", str(caught.exception))
+        Hub(renku_settings.Settings(server_options=options))  # without session volumes it need not
+
+    def test_settings_from_hub_settings_json(self) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "hub-settings.json")
+
+            def load(data: Any) -> renku_settings.Settings:
+                with open(path, "w", encoding="utf-8") as f:
+                    json.dump(data, f)
+                return renku_settings.Settings.from_env(
+                    {"RENKU_NOTEBOOKS_SERVER_OPTIONS_PATH": os.path.join(tmp, "none.json"),
+                     "RENKU_NOTEBOOKS_HUB_SETTINGS_PATH": path}
+                )
+
+            on = load({"sessionVolumes": {"enabled": True, "storageClass": "fast-ssd"}})
+            self.assertEqual((on.session_volumes, on.session_volume_storage_class), (True, "fast-ssd"))
+            empty = load({"sessionVolumes": {"enabled": True, "storageClass": ""}})
+            self.assertEqual((empty.session_volumes, empty.session_volume_storage_class), (True, None))
+            off = load({})
+            self.assertEqual((off.session_volumes, off.session_volume_storage_class), (False, None))
+            for bad in ({"sessionVolumes": {"enabled": "true"}}, {"sessionVolumes": True},
+                        {"sessionVolumes": {"enabled": True, "storageClass": 1}}):
+                with self.subTest(bad=bad), self.assertRaises(ValueError) as caught:
+                    load(bad)
+                self.assertIn("sessionVolumes", str(caught.exception))
+
+    def test_the_python_defaults_are_the_charts(self) -> None:
+        import yaml
+
+        values = yaml.safe_load((ROOT / "chart" / "values.yaml").read_text(encoding="utf-8"))["sessionVolumes"]
+        defaults = renku_settings.Settings(server_options={})
+        self.assertEqual(values["enabled"], defaults.session_volumes)
+        self.assertEqual(values["storageClass"] or None, defaults.session_volume_storage_class)
 
 
 class HookUpTest(unittest.TestCase):
