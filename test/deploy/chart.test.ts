@@ -134,7 +134,13 @@ t.test('the Role grants exactly what the service needs', async (t) => {
   const grants = role.rules.flatMap((r) =>
     r.resources.map((res) => `${r.apiGroups.join(',')}/${res}: ${[...r.verbs].sort().join(',')}`),
   )
-  t.same(grants.sort(), ['/events: get,list,watch', '/pods/log: get', '/pods: delete,get,list,watch'])
+  // The claims' rule is there only with session volumes (the render test checks both ways).
+  t.same(grants.sort(), [
+    '/events: get,list,watch',
+    '/persistentvolumeclaims: delete,get,list,patch',
+    '/pods/log: get',
+    '/pods: delete,get,list,watch',
+  ])
 })
 
 t.test('Chart.yaml depends on Zero to JupyterHub, behind jupyterhub.enabled', async (t) => {
@@ -204,7 +210,9 @@ t.test('the jupyterhub values register this service and mount its files', async 
 })
 
 t.test('the Deployment wires env, probes, secret and security settings', async (t) => {
-  const deployment = templates.get('deployment.yaml') ?? ''
+  // The environment is one block in _helpers.tpl, shared with the session volume sweep.
+  const deployment = `${templates.get('deployment.yaml') ?? ''}\n${templates.get('_helpers.tpl') ?? ''}`
+  t.match(templates.get('deployment.yaml'), 'include "renku-notebooks.env"', 'the Deployment takes that block')
   for (const name of [
     'JUPYTERHUB_API_URL',
     'JUPYTERHUB_API_TOKEN',
@@ -220,6 +228,8 @@ t.test('the Deployment wires env, probes, secret and security settings', async (
     'NOTEBOOKS_MIN_ACCESS_LEVEL',
     'KUBERNETES_NAMESPACE',
     'NOTEBOOKS_UPSTREAM_TIMEOUT',
+    'NOTEBOOKS_SESSION_VOLUMES',
+    'NOTEBOOKS_SESSION_VOLUME_RETENTION_HOURS',
     'METRICS_PORT',
     'PORT',
     'LOG_LEVEL',
