@@ -6,7 +6,11 @@
 import { serverName } from '../lib/servers/server-object.js'
 import { startStack } from './stack.js'
 
-const stack = await startStack({ serviceEnv: { LOG_LEVEL: process.env.LOG_LEVEL ?? 'info' } })
+// Under the machine's name: git-lfs in a notebook then reaches it through the server's git proxy.
+const stack = await startStack({
+  gitlabByHostName: true,
+  serviceEnv: { LOG_LEVEL: process.env.LOG_LEVEL ?? 'info' },
+})
 const { hub, users, world } = stack
 const service = `${hub.publicUrl}/services/notebooks/`
 const sha = world.commits.demo.masterFirst
