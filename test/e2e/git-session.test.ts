@@ -284,5 +284,16 @@ t.test('LFS content at a clone with lfs_auto_fetch, and through an autosave and 
   const back = workTree(again.name)
   t.match(await readFile(hub.serverLogPath('developer', again.name), 'utf8'), /restored autosave/)
   t.ok((await readFile(path.join(back, 'unsaved.bin'))).equals(unsaved), 'the unsaved file, with its content')
+  // Without lfs_auto_fetch the committed LFS file is a pointer until `git lfs pull`, through the proxy.
+  t.match(
+    await readFile(path.join(back, 'data.bin'), 'utf8'),
+    /^version https:\/\/git-lfs/,
+    'a pointer at first',
+  )
+  const shellAgain = await openTerminal(again.url, users.developer.token)
+  await shellAgain.run(`cd ${back}`)
+  await must(t, shellAgain, 'git lfs pull', 60_000)
+  await shellAgain.close()
+  t.ok((await readFile(path.join(back, 'data.bin'))).equals(lfsData), '`git lfs pull` fetched its content')
   await stop(users.developer, again.name)
 })

@@ -1730,3 +1730,28 @@ class GitProxyTest(unittest.TestCase):
                         data = f.read()
                     self.assertNotIn(TOKEN.encode(), data, name)
                     self.assertNotIn(basic.encode(), data, name)
+
+    def test_hub_settings_carry_the_proxy_and_refuse_bad_values(self) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "hub-settings.json")
+            proxy = {
+                "image": "registry.example.com/proxy:7",
+                "resources": {"limits": {"cpu": "500m", "memory": "200Mi"}},
+                "port": 9000,
+                "drainIdleSeconds": 5,
+            }
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump({"gitProxy": proxy}, f)
+            settings = renku_settings.Settings.from_env(
+                {"RENKU_NOTEBOOKS_SERVER_OPTIONS_PATH": os.path.join(tmp, "nope.json"), "RENKU_NOTEBOOKS_HUB_SETTINGS_PATH": path}
+            )
+            self.assertEqual(
+                (settings.git_proxy_image, settings.git_proxy_port, settings.git_proxy_drain_idle_seconds),
+                ("registry.example.com/proxy:7", 9000, 5),
+            )
+            self.assertEqual(settings.git_proxy_resources, proxy["resources"])
+            for bad in ({"port": 80}, {"port": "8099"}, {"drainIdleSeconds": -1}, {"image": 7}, {"resources": []}, []):
+                with self.subTest(git_proxy=bad), self.assertRaises(ValueError):
+                    with open(path, "w", encoding="utf-8") as f:
+                        json.dump({"gitProxy": bad}, f)
+                    renku_settings.load_hub_settings(path)
