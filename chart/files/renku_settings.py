@@ -29,7 +29,7 @@ DEFAULT_GIT_CONTAINER_RESOURCES: dict[str, dict[str, str]] = {
 }
 
 # The git proxy sidecar (chart/values.yaml's gitProxy; a test keeps them equal): a Node.js
-# process of 60-80 MiB RSS that streams pushes and LFS transfers, hence these limits.
+# process of 60-100 MiB RSS that streams pushes and LFS transfers, hence these limits.
 DEFAULT_GIT_PROXY_RESOURCES: dict[str, dict[str, str]] = {
     "requests": {"cpu": "10m", "memory": "96Mi"},
     "limits": {"cpu": "1", "memory": "256Mi"},
