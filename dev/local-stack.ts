@@ -7,7 +7,9 @@ import { serverName } from '../lib/servers/server-object.js'
 import { startStack } from './stack.js'
 
 const passedOn = ['NOTEBOOKS_SESSION_VOLUMES', 'NOTEBOOKS_SESSION_VOLUME_RETENTION_HOURS'] as const
+// Under the machine's name: git-lfs in a notebook then reaches it through the server's git proxy.
 const stack = await startStack({
+  gitlabByHostName: true,
   serviceEnv: {
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'info',
     ...Object.fromEntries(passedOn.flatMap((name) => (process.env[name] ? [[name, process.env[name]]] : []))),

@@ -1,4 +1,6 @@
+import { lookup } from 'node:dns/promises'
 import net from 'node:net'
+import { hostname } from 'node:os'
 
 // Ports handed out by this process, so parallel callers in one process never get the same one.
 const handedOut = new Set<number>()
@@ -25,4 +27,21 @@ export async function freePort(): Promise<number> {
     }
   }
   throw new Error('no free port found')
+}
+
+/**
+ * A name of this machine that resolves to a loopback address without being `localhost` or an IP
+ * address (its host name, which /etc/hosts maps to 127.0.0.1 or 127.0.1.1 on Debian), or
+ * undefined. Go programs such as git-lfs never send requests for `localhost` or a loopback IP
+ * through a proxy; for such a name they do, as for a real GitLab host.
+ */
+export async function loopbackAlias(): Promise<{ host: string; address: string } | undefined> {
+  const host = hostname()
+  if (!host || host === 'localhost' || net.isIP(host)) return undefined
+  try {
+    const { address } = await lookup(host, { family: 4 })
+    return address.startsWith('127.') ? { host, address } : undefined
+  } catch {
+    return undefined
+  }
 }

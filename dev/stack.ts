@@ -12,7 +12,7 @@ import { buildApp } from '../app.js'
 import { type Config, loadConfig } from '../lib/core/config.js'
 import { createWorld, type FixtureUserName, type World } from './gitlab-world.js'
 import { type Hub, type HubUser, startHub } from './hub.js'
-import { freePort } from './ports.js'
+import { freePort, loopbackAlias } from './ports.js'
 import { type GitLabStandIn, startGitLab } from './stand-ins/gitlab/index.js'
 
 export interface StackOptions {
@@ -20,6 +20,12 @@ export interface StackOptions {
   hubEnv?: Record<string, string>
   /** Extra service configuration, as environment variables. */
   serviceEnv?: Record<string, string>
+  /**
+   * The GitLab stand-in under this machine's host name rather than 127.0.0.1 (`loopbackAlias`
+   * in dev/ports.ts), when it has one: git-lfs in a notebook then goes through the server's git
+   * proxy, as it does with a real GitLab.
+   */
+  gitlabByHostName?: boolean
   /** Host and port for the service; a free loopback port by default. */
   host?: string
   port?: number
@@ -65,7 +71,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   }
   try {
     const world = await createWorld(dir)
-    const gitlab = await startGitLab(world)
+    const alias = options.gitlabByHostName ? await loopbackAlias() : undefined
+    const gitlab = await startGitLab(world, alias ?? {})
     cleanups.push(() => gitlab.close())
     const host = options.host ?? '127.0.0.1'
     const port = options.port ?? (await freePort())

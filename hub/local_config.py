@@ -35,11 +35,19 @@ Run as ``/usr/bin/jupyterhub -f hub/local_config.py`` with the current directory
   JHUB_SESSION_VOLUMES          "1": keep each server's work directory (its "volume") under
                                 $JHUB_RUN_DIR/volumes/<user>/<server>/ when it stops, with a
                                 volume.json the service reads (NOTEBOOKS_VOLUMES_DIR), and resume on it
+  JHUB_TOKEN_SYNC_SECONDS       seconds between checks (and refreshes) of a running server's GitLab
+                                token for its git proxy (default 60)
 
 Launches are checked as the chart's hub checks them, with chart/files/renku_options.py: options
 it refuses fail the start with its reason. Harnesses may also start a bare server (no launch
 options) and slow or fail a start with `jhub_test_delay` (seconds) and `jhub_test_fail`
 ("raise" or "exit"), which only this hub knows.
+
+Git inside a server goes through the git credential proxy (git-proxy/; dist/git-proxy/main.js
+when built and newer than its sources), one process per server
+started beside it and stopped after the save at stop; the proxy reads the user's token from a file
+in the hub's run dir (git-proxy/<user>--<server>.token), which the hub rewrites whenever the token
+is refreshed. The notebook's process never gets the token.
 
 Every process the hub starts carries JHUB_MARKER=<run dir> in its environment, so a harness
 can find and kill leftovers of *this* hub by PID (never by name: other hubs may run).
@@ -52,6 +60,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -93,6 +102,7 @@ CLONE_SCRIPT = os.path.join(CHART_FILES, "clone-repo.sh")
 AUTOSAVE_SCRIPT = os.path.join(CHART_FILES, "autosave.sh")
 # The same token refresh as the Kubernetes spawner config (the chart mounts it beside it).
 sys.path.insert(0, CHART_FILES)
+from gitlab_token import _request as gitlab_request  # noqa: E402
 from gitlab_token import fresh_gitlab_token  # noqa: E402
 from renku_options import SpawnRefused, load_server_options, parse_user_options, refuse_foreign_autosave  # noqa: E402
 from renku_settings import DEFAULT_AUTOSAVE_TIMEOUT_SECONDS  # noqa: E402
@@ -280,6 +290,30 @@ SERVER_OPTIONS = load_server_options(
 # Options only the local hub knows, for harnesses (see the module docstring).
 HARNESS_OPTIONS = ("jhub_test_delay", "jhub_test_fail")
 SINGLEUSER = "/usr/bin/jupyterhub-singleuser"
+# The git credential proxy, run from this checkout (see the module docstring).
+REPO_ROOT = os.path.normpath(os.path.join(HERE, ".."))
+
+
+def _git_proxy_command():
+    """The built proxy when it is newer than its sources (it starts in 1 s with 64 MiB, tsx
+    takes 2.5 s and 90 MiB), else the sources through tsx."""
+    built = os.path.join(REPO_ROOT, "dist", "git-proxy", "main.js")
+    sources = os.path.join(REPO_ROOT, "git-proxy")
+    try:
+        built_at = os.path.getmtime(built)
+        if all(
+            os.path.getmtime(os.path.join(sources, name)) <= built_at
+            for name in os.listdir(sources)
+            if name.endswith(".ts")
+        ):
+            return ["node", built]
+    except OSError:
+        pass
+    return ["node", "--import", "tsx", os.path.join(sources, "main.ts")]
+
+GIT_PROXY_TOKENS_DIR = os.path.join(RUN_DIR, "git-proxy")
+os.makedirs(GIT_PROXY_TOKENS_DIR, mode=0o700, exist_ok=True)
+TOKEN_SYNC_SECONDS = env_int("JHUB_TOKEN_SYNC_SECONDS", 60)
 SINGLEUSER_CMD = [SINGLEUSER] if os.path.exists(SINGLEUSER) else ["jupyterhub-singleuser"]
 
 
@@ -349,9 +383,10 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
         err.jupyterhub_message = message
         raise err
 
-    async def _clone(self, launch, target, token):
+    async def _clone(self, launch, target, token, git_env=None):
         lfs = launch.server_options.get("lfs_auto_fetch") is True
         clone_env = {
+            **(git_env or {}),
             "GIT_REPOSITORY_URL": launch.repository,
             "GIT_COMMIT_SHA": launch.commit_sha,
             "GIT_BRANCH": launch.branch,
@@ -457,11 +492,14 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
         super().load_state(state)
         launch = state.get("autosave_launch")
         self.autosave_launch = launch if isinstance(launch, dict) else None
+        self.git_proxy_pid = state.get("git_proxy_pid") or 0
 
     def get_state(self):
         state = super().get_state()
         if self.autosave_launch:
             state["autosave_launch"] = self.autosave_launch
+        if self.git_proxy_pid:
+            state["git_proxy_pid"] = self.git_proxy_pid
         return state
 
     def _autosave_lock(self):
@@ -539,10 +577,12 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
     async def stop(self, now=False):
         await super().stop(now=now)
         await self._save_work("stopped")
+        await self._stop_git_proxy()
 
     async def run_post_stop_hook(self):
         # Also when the process ended on its own: the hub then stops the server without stop().
         await self._save_work("ended")
+        await self._stop_git_proxy()
         result = super().run_post_stop_hook()
         if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
             await result
@@ -569,6 +609,7 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
             if self.autosave_launch is None and launch is not None:
                 self.autosave_launch = self._launch_of(launch)
             await self._save_work("left from an earlier run")
+            await self._stop_git_proxy()
 
         with open(os.path.join(SPAWNED_DIR, f"{user}--{server}.json"), "w") as f:
             json.dump(dict(self.user_options or {}), f, indent=2, sort_keys=True)
@@ -585,12 +626,15 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
             # From here on a stop saves what is in the work tree (also after a failed clone).
             self.autosave_launch = self._launch_of(launch)
             auth_state = await self.user.get_auth_state() or {}
+            token = auth_state.get("access_token")
+            git_env = await self._git_session_env(launch, token)
             if resumed:
                 # The clone script finds its own finished checkout and leaves it as it is.
                 self._report(60, "Resuming the kept working directory")
             else:
                 self._report_clone(launch)  # progress(): the `cloning` step
-            await self._clone(launch, target, auth_state.get("access_token"))
+            await self._clone(launch, target, token, git_env)
+            await self._start_git_proxy(launch, token, git_env["GIT_PROXY_URL"])
         else:
             target = work
             os.makedirs(target, exist_ok=True)
@@ -627,6 +671,166 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
             "commit_sha": launch.commit_sha,
             "repository": launch.repository,
         }
+
+    # --- git inside the server: the credential proxy and its token file ------------------------
+    git_proxy_pid = 0
+
+    def _git_token_file(self):
+        return os.path.join(GIT_PROXY_TOKENS_DIR, f"{_safe(self.user.name)}--{_safe(self.name)}.token")
+
+    def _write_git_token(self, token):
+        # Replaced whole (a rename), so the proxy never reads half a token; only the hub's user reads it.
+        path = self._git_token_file()
+        fd = os.open(f"{path}.new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token or "")
+        os.replace(f"{path}.new", path)
+
+    async def _git_session_env(self, launch, token):
+        """What the clone configures for git in the server: the proxy's address, and the
+        user's name and e-mail from GitLab (commits made in the server are the user's)."""
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        git_env = {"GIT_PROXY_URL": f"http://127.0.0.1:{port}"}
+        base = _gitlab_url(self._launch_of(launch))
+        if token and base:
+            try:
+                status, body = await asyncio.to_thread(
+                    gitlab_request,
+                    f"{base.rstrip('/')}/api/v4/user",
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=TOKEN_TIMEOUT,
+                )
+                me = json.loads(body) if status == 200 else {}
+            except (OSError, ValueError) as err:
+                self.log.warning("Cannot read the GitLab user of %s: %s", self.user.name, err)
+                me = {}
+            if isinstance(me, dict):
+                name = me.get("name") or me.get("username")
+                email = me.get("commit_email") or me.get("email") or me.get("public_email")
+                if isinstance(name, str) and name:
+                    git_env["GIT_USER_NAME"] = name
+                if isinstance(email, str) and email:
+                    git_env["GIT_USER_EMAIL"] = email
+        return git_env
+
+    async def _start_git_proxy(self, launch, token, proxy_url):
+        """Starts the proxy beside the server (its own session, its output in the server's log)
+        and waits until it listens."""
+        await self._stop_git_proxy()
+        self._write_git_token(token)
+        port = int(proxy_url.rsplit(":", 1)[1])
+        log = open(self._log_path(), "ab")
+        try:
+            proc = subprocess.Popen(
+                _git_proxy_command(),
+                cwd=REPO_ROOT,
+                env={
+                    "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                    "HOME": self.home_dir,
+                    "JHUB_MARKER": MARKER,
+                    "GIT_PROXY_REPOSITORY_URL": launch.repository,
+                    "GIT_ACCESS_TOKEN_FILE": self._git_token_file(),
+                    "GIT_PROXY_PORT": str(port),
+                },
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        self.git_proxy_pid = proc.pid
+        self._git_proxy_proc = proc
+        self._git_token_synced = time.monotonic()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                self.git_proxy_pid = 0
+                self._fail(f"the git proxy exited with status {proc.returncode} (see the server's log)")
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                return
+            except OSError:
+                await asyncio.sleep(0.2)
+        await self._stop_git_proxy()
+        self._fail("the git proxy did not start within 20 s")
+
+    async def _stop_git_proxy(self):
+        """Ends the proxy (after the requests in flight, 5 s at most) and removes the token file."""
+        pid, self.git_proxy_pid = self.git_proxy_pid, 0
+        proc, self._git_proxy_proc = getattr(self, "_git_proxy_proc", None), None
+        if pid:
+
+            def ended():
+                if proc is not None and proc.pid == pid:
+                    return proc.poll() is not None  # also reaps it
+                try:
+                    os.kill(pid, 0)  # (a hub restarted since: not our child)
+                except ProcessLookupError:
+                    return True
+                return False
+
+            try:
+                os.kill(pid, signal.SIGINT)
+                for _ in range(50):
+                    if ended():
+                        break
+                    await asyncio.sleep(0.1)
+                else:
+                    os.killpg(pid, signal.SIGKILL)
+                    ended()
+            except (ProcessLookupError, PermissionError):
+                pass
+        for path in (self._git_token_file(), f"{self._git_token_file()}.new"):
+            try:
+                os.remove(path)
+            except FileNotFoundError:
+                pass
+
+    async def poll(self):
+        status = await super().poll()
+        task = getattr(self, "_git_token_task", None)
+        if (
+            status is None
+            and self.git_proxy_pid
+            and (task is None or task.done())
+            and time.monotonic() - getattr(self, "_git_token_synced", 0) >= TOKEN_SYNC_SECONDS
+        ):
+            # In the background: the hub's poll must stay quick.
+            self._git_token_synced = time.monotonic()
+            self._git_token_task = asyncio.ensure_future(self._sync_git_token())
+        return status
+
+    async def _sync_git_token(self):
+        """Keeps the proxy's token one GitLab accepts: checked, refreshed when it expired."""
+        launch = self.autosave_launch
+        if not launch or not self.git_proxy_pid:
+            return
+        try:
+            token = await asyncio.wait_for(
+                fresh_gitlab_token(
+                    self.user,
+                    _gitlab_url(launch),
+                    GITLAB_CLIENT_ID,
+                    GITLAB_CLIENT_SECRET,
+                    log=_ServerLog(self),
+                    timeout=TOKEN_TIMEOUT / 2,
+                ),
+                TOKEN_TIMEOUT,
+            )
+            try:
+                with open(self._git_token_file()) as f:
+                    current = f.read()
+            except FileNotFoundError:
+                return  # stopped meanwhile
+            if token and token != current and self.git_proxy_pid:
+                self._write_git_token(token)
+                self.log.info("Updated the git proxy's GitLab token of %s", self._log_name)
+        except Exception as err:  # noqa: BLE001 - tried again at the next poll
+            self.log.warning("Keeping the git proxy's token of %s fresh failed: %s", self._log_name, err)
 
     # --- progress: the steps of a start for the hub's progress stream (Spawner.progress) --------
     # The service maps these messages to its steps (lib/progress/steps.ts `stepOfHubMessage`).

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the local stack and the tests need, when missing:
-# JupyterHub 3 (the hub, its proxy and the classic notebook server), git, unzip (the
+# JupyterHub 3 (the hub, its proxy and the classic notebook server), git and git-lfs, unzip (the
 # chart test extracts helm from an npm package's zip), and Chromium for the browser
 # tests. Needs root (or sudo). Safe to run again.
 set -euo pipefail
@@ -9,6 +9,7 @@ want=()
 [ -x /usr/bin/jupyterhub ] || want+=(jupyterhub)
 command -v git >/dev/null 2>&1 || want+=(git)
 [ -x /usr/lib/git-core/git-http-backend ] || want+=(git)
+command -v git-lfs >/dev/null 2>&1 || want+=(git-lfs)
 command -v unzip >/dev/null 2>&1 || want+=(unzip)
 if [ "${1:-}" = "--with-browser" ]; then
   [ -x /usr/bin/chromium ] || want+=(chromium)

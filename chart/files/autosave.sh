@@ -20,6 +20,10 @@
 # The user's index and working tree are left as they are (the commit is built in a temporary
 # index). Nothing is pushed when there is nothing to save.
 #
+# Files that .gitattributes routes to Git LFS: their objects are uploaded before the branch is
+# pushed, smallest first; a file whose upload does not fit in the save's time is left out of the
+# autosave and named: "autosave: pushed <branch>; not saved, too large for the N s save: <files>".
+#
 # Prints one line and exits 0:  "autosave: pushed <branch>" or "autosave: nothing to save";
 # or prints "autosave: error: <reason>" and exits 1.
 #
@@ -145,8 +149,9 @@ GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null git init -q --bare "$push_repo
   fail 'cannot create a scratch repository'
 printf '%s\n' "$objects" >"$push_repo/objects/info/alternates"
 
-# stdout and stderr of the push only; the token is in the subshell's exported environment.
-out=$(
+# Runs git in the scratch repository with the token; stdout and stderr only, the token is in the
+# subshell's exported environment.
+with_token() (
   export GIT_DIR="$push_repo" GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null
   export GIT_CONFIG_COUNT=3
   export GIT_CONFIG_KEY_0=http.extraHeader
@@ -154,12 +159,79 @@ out=$(
   export GIT_CONFIG_VALUE_0
   export GIT_CONFIG_KEY_1=http.lowSpeedLimit GIT_CONFIG_VALUE_1=1000
   export GIT_CONFIG_KEY_2=http.lowSpeedTime GIT_CONFIG_VALUE_2="$timeout_s"
-  git push -q "$url" "+$commit:refs/heads/$name" 2>&1
+  "$@" 2>&1
 )
+
+# LFS: GitLab refuses a branch that points at LFS pointers whose objects it lacks, so the objects
+# of the new pointers (the `git add` above stored them through the repository's LFS filter) go
+# first, smallest first. What does not fit in the save's time leaves the autosave and is named.
+skipped=
+if git lfs version >/dev/null 2>&1; then
+  git rev-list --objects "$commit" --not --remotes $known >"$scratch/new-objects" 2>/dev/null
+  # Blobs small enough to be pointers, then those that are: "<blob> <oid> <size>".
+  cut -d' ' -f1 "$scratch/new-objects" |
+    git cat-file --batch-check='%(objectname) %(objecttype) %(objectsize)' 2>/dev/null |
+    awk '$2 == "blob" && $3 < 1024 { print $1 }' |
+    git cat-file --batch 2>/dev/null | LC_ALL=C awk '
+      function emit() { if (ptr && oid != "" && lsize != "") print blob, oid, lsize }
+      state == 0 { blob = $1; size = $3 + 0; got = 0; first = 1; ptr = 0; oid = ""; lsize = ""
+                   state = size == 0 ? 2 : 1; next }
+      state == 1 { if (first) { ptr = $0 == "version https://git-lfs.github.com/spec/v1"; first = 0 }
+                   if ($0 ~ /^oid sha256:[0-9a-f]+$/ && length($0) == 75) oid = substr($0, 12)
+                   if ($0 ~ /^size [0-9]+$/) lsize = substr($0, 6)
+                   got += length($0) + 1
+                   if (got > size) { emit(); state = 0 } else if (got == size) state = 2
+                   next }
+      state == 2 { emit(); state = 0 }' >"$scratch/pointers"
+  # "<size> <oid> <path>", smallest first.
+  LC_ALL=C awk 'NR == FNR { oid[$1] = $2; size[$1] = $3; next }
+    ($1 in oid) { print size[$1], oid[$1], substr($0, index($0, " ") + 1) }' \
+    "$scratch/pointers" "$scratch/new-objects" | sort -n -k1,1 >"$scratch/lfs-files"
+  if [ -s "$scratch/lfs-files" ]; then
+    lfs_dir=$(git rev-parse --git-common-dir)/lfs && lfs_dir=$(cd "$(dirname "$lfs_dir")" && pwd -P)/lfs
+    git --git-dir="$push_repo" config lfs.storage "$lfs_dir"
+    # What is left for the branch's push once the objects are up.
+    deadline=$(($(date +%s) + timeout_s - (timeout_s / 4 > 5 ? timeout_s / 4 : 5)))
+    : >"$scratch/skipped"
+    while read -r size oid file; do
+      left=$((deadline - $(date +%s)))
+      if [ "$left" -lt 1 ]; then
+        printf '%s\n' "$file" >>"$scratch/skipped"
+        continue
+      fi
+      out=$(with_token timeout -k 2 "$left" git lfs push --object-id "$url" "$oid")
+      rc=$?
+      if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+        printf '%s\n' "$file" >>"$scratch/skipped"
+        deadline=0
+      elif [ "$rc" -ne 0 ]; then
+        last=$(printf '%s\n' "$out" | sed '/^[[:space:]]*$/d' | tail -n 1)
+        fail "uploading the LFS content of $file failed${last:+: $last}"
+      fi
+    done <"$scratch/lfs-files"
+    if [ -s "$scratch/skipped" ]; then
+      # The autosave without them (GitLab would refuse it whole otherwise).
+      while read -r file; do
+        GIT_INDEX_FILE="$scratch/index" git rm -q --cached --ignore-unmatch -- "$file" >/dev/null 2>&1
+      done <"$scratch/skipped"
+      tree=$(GIT_INDEX_FILE="$scratch/index" git write-tree 2>/dev/null) || fail 'cannot record the working directory'
+      commit=$(printf 'Autosave of %s on %s at %s\n\nUnsaved work of the notebook server, saved when it stopped.\n' \
+        "$user" "$branch" "$(printf '%s' "$sha" | cut -c1-7)" | git commit-tree "$tree" -p "$head" 2>/dev/null) ||
+        fail 'cannot create the autosave commit'
+      skipped=$(sort -u "$scratch/skipped" | tr '\n' ',' | sed 's/,$//; s/,/, /g')
+    fi
+  fi
+fi
+
+out=$(with_token git push -q "$url" "+$commit:refs/heads/$name")
 rc=$?
 unset token
 if [ "$rc" -ne 0 ]; then
   last=$(printf '%s\n' "$out" | sed '/^[[:space:]]*$/d' | tail -n 1 | sed 's/^fatal: //; s/^error: //')
-  fail "push to $url failed${last:+: $last}"
+  fail "push to $url failed${last:+: $last}${skipped:+ (not saved, too large for the $timeout_s s save: $skipped)}"
+fi
+if [ -n "$skipped" ]; then
+  say "pushed $name; not saved, too large for the $timeout_s s save: $skipped"
+  exit 0
 fi
 say "pushed $name"

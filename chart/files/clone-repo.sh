@@ -9,15 +9,26 @@
 #   GIT_LFS_AUTO_FETCH   "true" to fetch LFS objects, anything else skips them
 #   GIT_ACCESS_TOKEN     the user's GitLab OAuth token; empty for public projects
 #   GIT_AUTOSAVE_BRANCH  optional: an autosave branch (renku/autosave/...) to restore on top
+#   GIT_PROXY_URL        optional: the git credential proxy beside the server
+#                        (http://127.0.0.1:<port>); git inside the server reaches the repository
+#                        through it (`http.<repository>.proxy`), so it never holds the token
+#   GIT_PROXY_CA_FILE    with an https:// repository: the proxy's CA certificate, as the notebook
+#                        sees it (`http.<repository>.sslCAInfo`)
+#   GIT_USER_NAME        optional: the user's name and e-mail on GitLab, for the commits made in
+#   GIT_USER_EMAIL       the server (`user.name`, `user.email`)
 #
 # Restoring an autosave (see autosave.sh): HEAD goes to the saved HEAD (the autosave commit's
 # parent) on GIT_BRANCH, the working directory becomes the saved one with the differences
 # unstaged and uncommitted, and the autosave branch is deleted on the remote. An autosave
 # that cannot be restored is logged and the plain checkout stands: it never fails the clone.
 #
+# LFS: the filters are installed in the repository (`git lfs install --local`); content is
+# fetched at the clone only with GIT_LFS_AUTO_FETCH, but the files a restored autosave brings
+# back always get their content.
+#
 # The token only ever travels in the environment of the git processes
 # (GIT_CONFIG_* -> http.extraHeader): never on a command line, in .git/config
-# or in the output.
+# or in the output. What the clone leaves in .git/config for later is the proxy's address.
 set -eu
 
 log() { printf 'clone-repo: %s\n' "$*"; }
@@ -32,6 +43,10 @@ branch=${GIT_BRANCH:-}
 target=${GIT_TARGET_DIR:-}
 lfs=${GIT_LFS_AUTO_FETCH:-false}
 autosave=${GIT_AUTOSAVE_BRANCH:-}
+proxy=${GIT_PROXY_URL:-}
+proxy_ca=${GIT_PROXY_CA_FILE:-}
+user_name=${GIT_USER_NAME:-}
+user_email=${GIT_USER_EMAIL:-}
 token=${GIT_ACCESS_TOKEN:-}
 unset GIT_ACCESS_TOKEN
 
@@ -58,6 +73,16 @@ esac
 sha=$(printf '%s' "$sha" | tr 'A-F' 'a-f')
 
 git check-ref-format --branch "$branch" >/dev/null 2>&1 || fail "GIT_BRANCH '$branch' is not a valid branch name"
+
+case "$proxy" in
+  '' | http://127.0.0.1:* | http://localhost:*) ;;
+  *) fail "GIT_PROXY_URL must be http://127.0.0.1:<port>" ;;
+esac
+case "$url" in
+  https://*) [ -z "$proxy" ] || [ -n "$proxy_ca" ] || fail 'GIT_PROXY_CA_FILE is needed for an https:// repository' ;;
+esac
+has_lfs=false
+git lfs version >/dev/null 2>&1 && has_lfs=true
 
 # Tracing would print the request headers; prompting would hang without a terminal.
 unset GIT_TRACE GIT_TRACE_CURL GIT_CURL_VERBOSE GIT_TRACE_PACKET GIT_TRACE_SETUP
@@ -119,6 +144,10 @@ if [ "$is_repo" = false ]; then
   run_git 'cannot configure origin' -C "$target" remote add origin "$url"
 fi
 cd "$target"
+if [ "$has_lfs" = true ]; then
+  # Before the checkout: its filters decide whether LFS files get content or stay pointers.
+  run_git 'cannot set up git-lfs' lfs install --local
+fi
 
 log "fetching $branch from $url"
 set +e
@@ -175,8 +204,11 @@ restore_autosave() {
   fi
   # HEAD at the saved HEAD; then index and files from the saved tree, and the index back to HEAD:
   # the saved differences are left unstaged, new files untracked.
+  # The saved files get their LFS content (uploaded by the save) whatever lfs_auto_fetch says;
+  # an object GitLab lacks (a save made without LFS support) leaves its pointer, not a failure.
   if ! out=$(git checkout -q -B "$branch" "$saved_head" 2>&1 &&
-    git read-tree -u --reset "$saved" 2>&1 && git reset -q 2>&1); then
+    GIT_LFS_SKIP_SMUDGE=0 GIT_LFS_SKIP_DOWNLOAD_ERRORS=1 git read-tree -u --reset "$saved" 2>&1 &&
+    git reset -q 2>&1); then
     last=$(last_words "$out")
     git checkout -q -f -B "$branch" "$full" >/dev/null 2>&1
     git update-ref -d "$saved_ref" >/dev/null 2>&1
@@ -199,13 +231,23 @@ if [ -n "$autosave" ]; then
 fi
 
 if [ "$lfs" = true ]; then
-  if git lfs version >/dev/null 2>&1; then
-    run_git 'cannot set up git-lfs' lfs install --local
+  if [ "$has_lfs" = true ]; then
     run_git 'cannot fetch LFS objects' lfs pull
     log 'fetched LFS objects'
   else
     log 'git-lfs is not installed; LFS objects were not fetched'
   fi
 fi
+
+# Git inside the server: through the proxy for this repository's URLs only (smart HTTP and LFS
+# are under it); origin stays the project's URL. Set last: the clone itself does not use it.
+if [ -n "$proxy" ]; then
+  run_git 'cannot configure the git proxy' config "http.$url.proxy" "$proxy"
+  if [ -n "$proxy_ca" ]; then
+    run_git 'cannot configure the git proxy' config "http.$url.sslCAInfo" "$proxy_ca"
+  fi
+fi
+[ -z "$user_name" ] || run_git 'cannot set user.name' config user.name "$user_name"
+[ -z "$user_email" ] || run_git 'cannot set user.email' config user.email "$user_email"
 
 printf '%s %s\n' "$full" "$branch" >"$done_marker" 2>/dev/null || true

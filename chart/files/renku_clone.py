@@ -1,7 +1,7 @@
 """The init container that clones the project at the launch's commit (``clone-repo.sh``)."""
 
 import copy
-from typing import Any
+from typing import Any, Mapping
 
 from renku_containers import (
     SCRIPT_DIR,
@@ -36,9 +36,20 @@ def clone_command(script_dir: str = SCRIPT_DIR) -> list[str]:
     ]
 
 
-def build_init_container(launch: Launch, image: str, settings: Settings, uid: Any, gid: Any) -> dict[str, Any]:
-    """The init container running clone-repo.sh (and the restore of an autosave)."""
+def build_init_container(
+    launch: Launch,
+    image: str,
+    settings: Settings,
+    uid: Any,
+    gid: Any,
+    git_config: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The init container running clone-repo.sh (and the restore of an autosave).
+
+    ``git_config``: what the clone configures for git in the server (``GIT_PROXY_URL``,
+    ``GIT_PROXY_CA_FILE``, ``GIT_USER_NAME``, ``GIT_USER_EMAIL``)."""
     env = {
+        **(git_config or {}),
         "GIT_REPOSITORY_URL": launch.repository,
         "GIT_COMMIT_SHA": launch.commit_sha,
         "GIT_BRANCH": launch.branch,

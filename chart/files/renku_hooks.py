@@ -4,7 +4,7 @@ import logging
 from typing import Any
 
 from renku_options import SpawnRefused, parse_user_options, refuse_foreign_autosave
-from renku_pod import apply_launch
+from renku_pod import apply_launch, git_identity
 from renku_secret import load_fresh_gitlab_token, make_spawner_class, maybe_await
 from renku_settings import Settings
 from renku_volume import configure_session_volumes
@@ -31,7 +31,18 @@ async def configure_launch(spawner: Any, user_options: Any, settings: Settings) 
     refuse_foreign_autosave(launch, getattr(spawner.user, "name", ""))
     token = await spawner._renku_current_token(for_start=True)
     try:
-        apply_launch(spawner, launch, settings, await _resolved(spawner, "uid"), await _resolved(spawner, "gid"))
+        auth_state = await maybe_await(spawner.user.get_auth_state())
+    except Exception:  # noqa: BLE001 - commits are then attributed as git's defaults say
+        auth_state = None
+    try:
+        apply_launch(
+            spawner,
+            launch,
+            settings,
+            await _resolved(spawner, "uid"),
+            await _resolved(spawner, "gid"),
+            git_identity(auth_state),
+        )
     except SpawnRefused:
         raise
     except ValueError as e:

@@ -17,6 +17,8 @@ from renku_containers import (
     literal,
     secret_name,
 )
+from renku_git_proxy import CA_DIR, CA_VOLUME, build_git_proxy_container, ca_file, proxy_url
+from renku_git_proxy import SIDECAR as GIT_PROXY_SIDECAR
 from renku_options import Launch, is_number, parse_bytes, parse_cpu
 from renku_settings import Settings
 from renku_volume import VOLUME_ANNOTATION, apply_session_volume
@@ -92,8 +94,32 @@ def _snapshot(spawner: Any) -> dict[str, Any]:
     return _plain_copy(base)
 
 
-def apply_launch(spawner: Any, launch: Launch, settings: Settings, uid: Any = None, gid: Any = None) -> None:
-    """Sets the spawner's pod settings for one launch (``uid``/``gid`` resolved)."""
+def git_identity(auth_state: Any) -> dict[str, str]:
+    """The user's name and e-mail on GitLab, from the user GitLab returned at login (OAuthenticator
+    keeps it in ``auth_state["gitlab_user"]``), for the commits made in the server."""
+    user = auth_state.get("gitlab_user") if isinstance(auth_state, dict) else None
+    if not isinstance(user, dict):
+        return {}
+    identity = {}
+    name = user.get("name") or user.get("username")
+    email = user.get("commit_email") or user.get("email") or user.get("public_email")
+    if isinstance(name, str) and name:
+        identity["GIT_USER_NAME"] = name
+    if isinstance(email, str) and email:
+        identity["GIT_USER_EMAIL"] = email
+    return identity
+
+
+def apply_launch(
+    spawner: Any,
+    launch: Launch,
+    settings: Settings,
+    uid: Any = None,
+    gid: Any = None,
+    identity: dict[str, str] | None = None,
+) -> None:
+    """Sets the spawner's pod settings for one launch (``uid``/``gid`` resolved; ``identity``:
+    ``git_identity`` of the user)."""
     base = _snapshot(spawner)
     options = launch.server_options
     username = getattr(getattr(spawner, "user", None), "name", "") or ""
@@ -155,10 +181,15 @@ def apply_launch(spawner: Any, launch: Launch, settings: Settings, uid: Any = No
     }
     volumes = add_item(base["volumes"], WORK_VOLUME, work_volume)
     volumes = add_item(volumes, SCRIPT_VOLUME, script_volume)
-    spawner.volumes = add_item(volumes, TOKEN_VOLUME, token_volume)
-    spawner.volume_mounts = add_item(
-        base["volume_mounts"], WORK_VOLUME, {"name": WORK_VOLUME, "mountPath": settings.work_dir}
-    )
+    volumes = add_item(volumes, TOKEN_VOLUME, token_volume)
+    mounts = add_item(base["volume_mounts"], WORK_VOLUME, {"name": WORK_VOLUME, "mountPath": settings.work_dir})
+    with_proxy = bool(settings.git_proxy_image)
+    if with_proxy:
+        # The proxy's CA certificate (no key): written by the proxy, read by git in the notebook.
+        volumes = add_item(volumes, CA_VOLUME, {"name": CA_VOLUME, "emptyDir": {"sizeLimit": "1Mi"}})
+        mounts = add_item(mounts, CA_VOLUME, {"name": CA_VOLUME, "mountPath": CA_DIR, "readOnly": True})
+    spawner.volumes = volumes
+    spawner.volume_mounts = mounts
 
     project_dir = f"{settings.work_dir}/{launch.project}"
     spawner.working_dir = project_dir
@@ -207,13 +238,25 @@ def apply_launch(spawner: Any, launch: Launch, settings: Settings, uid: Any = No
     environment = dict(base["environment"] or {})
     environment.pop(TOKEN_VARIABLE, None)
     environment.pop(TOKEN_FILE_VARIABLE, None)
+    # It would override the sslCAInfo the clone sets for the repository (git proxy's CA).
+    environment.pop("GIT_SSL_CAINFO", None)
     spawner.environment = environment
 
     git_image = settings.git_image or image
-    init = build_init_container(launch, git_image, settings, uid, gid)
+    git_config = dict(identity or {})
+    if with_proxy:
+        git_config["GIT_PROXY_URL"] = proxy_url(settings)
+        ca = ca_file(launch)
+        if ca:
+            git_config["GIT_PROXY_CA_FILE"] = ca
+    init = build_init_container(launch, git_image, settings, uid, gid, git_config)
     spawner.init_containers = add_item(base["init_containers"], INIT_CONTAINER, init)
     sidecar = build_autosave_container(launch, username, git_image, settings, uid, gid)
-    spawner.extra_containers = add_item(base["extra_containers"], SIDECAR, sidecar)
+    containers = add_item(base["extra_containers"], SIDECAR, sidecar)
+    if with_proxy:
+        proxy = build_git_proxy_container(launch, settings, uid, gid)
+        containers = add_item(containers, GIT_PROXY_SIDECAR, proxy)
+    spawner.extra_containers = containers
 
     # KubeSpawner's 1 s default would kill the save (see the module docstring).
     grace = max(int(base["delete_grace_period"] or 0), settings.termination_grace_seconds)

@@ -29,6 +29,16 @@ DEFAULT_GIT_CONTAINER_RESOURCES: dict[str, dict[str, str]] = {
     "limits": {"cpu": "1", "memory": "512Mi"},
 }
 
+# The git proxy sidecar (chart/values.yaml's gitProxy; a test keeps them equal): a Node.js
+# process of 60-100 MiB RSS that streams pushes and LFS transfers, hence these limits.
+DEFAULT_GIT_PROXY_RESOURCES: dict[str, dict[str, str]] = {
+    "requests": {"cpu": "10m", "memory": "96Mi"},
+    "limits": {"cpu": "1", "memory": "256Mi"},
+}
+DEFAULT_GIT_PROXY_PORT = 8099
+# After SIGTERM: what git in the notebook has in flight; the autosave does not use the proxy.
+DEFAULT_GIT_PROXY_DRAIN_IDLE_SECONDS = 2
+
 # Where the chart mounts this file, clone-repo.sh and server-options.json in the hub.
 HUB_FILES_DIR = "/usr/local/etc/jupyterhub/renku-notebooks"
 
@@ -48,6 +58,13 @@ class Settings:
     # StorageClass (None: the cluster's default).
     session_volumes: bool = False
     session_volume_storage_class: str | None = None
+    # Empty: no git proxy (a hub without the chart's hub-settings.json).
+    git_proxy_image: str = ""
+    git_proxy_resources: Mapping[str, Mapping[str, str]] = field(
+        default_factory=lambda: copy.deepcopy(DEFAULT_GIT_PROXY_RESOURCES)
+    )
+    git_proxy_port: int = DEFAULT_GIT_PROXY_PORT
+    git_proxy_drain_idle_seconds: int = DEFAULT_GIT_PROXY_DRAIN_IDLE_SECONDS
     token_sync_seconds: float = 300
     secret_propagation_seconds: float = 90
     # Bound on one token refresh (GitLab) plus the Secret's patch (Kubernetes).
@@ -81,6 +98,10 @@ class Settings:
             git_container_resources=chart["git_container_resources"],
             session_volumes=chart["session_volumes"],
             session_volume_storage_class=chart["session_volume_storage_class"],
+            git_proxy_image=chart["git_proxy_image"],
+            git_proxy_resources=chart["git_proxy_resources"],
+            git_proxy_port=chart["git_proxy_port"],
+            git_proxy_drain_idle_seconds=chart["git_proxy_drain_idle_seconds"],
             token_sync_seconds=_seconds(env, "RENKU_NOTEBOOKS_TOKEN_SYNC_SECONDS", 300, minimum=10),
             secret_propagation_seconds=_seconds(env, "RENKU_NOTEBOOKS_SECRET_PROPAGATION_SECONDS", 90, minimum=0),
         )
@@ -130,10 +151,31 @@ def load_hub_settings(path: str) -> dict[str, Any]:
         raise ValueError(
             f"renku-notebooks: sessionVolumes in {path} must hold enabled (true/false) and storageClass (a name)"
         )
+    proxy = data.get("gitProxy", {})
+    if not isinstance(proxy, dict):
+        raise ValueError(f"renku-notebooks: gitProxy in {path} must be an object")
+    image = proxy.get("image", "")
+    proxy_resources = proxy.get("resources", DEFAULT_GIT_PROXY_RESOURCES)
+    port = proxy.get("port", DEFAULT_GIT_PROXY_PORT)
+    drain = proxy.get("drainIdleSeconds", DEFAULT_GIT_PROXY_DRAIN_IDLE_SECONDS)
+    if not isinstance(image, str):
+        raise ValueError(f"renku-notebooks: gitProxy.image in {path} must be a string")
+    if not isinstance(proxy_resources, dict) or not all(
+        key in ("requests", "limits") and isinstance(values, dict) for key, values in proxy_resources.items()
+    ):
+        raise ValueError(f"renku-notebooks: gitProxy.resources in {path} must be {{requests, limits}}")
+    if not isinstance(port, int) or isinstance(port, bool) or not 1024 <= port <= 65535:
+        raise ValueError(f"renku-notebooks: gitProxy.port in {path} must be a port from 1024 to 65535")
+    if not isinstance(drain, int) or isinstance(drain, bool) or drain < 0:
+        raise ValueError(f"renku-notebooks: gitProxy.drainIdleSeconds in {path} must be a whole number >= 0")
     return {
         "autosave_timeout": timeout,
         "git_container_resources": resources,
         "session_volumes": enabled,
         # Empty: unset, so that the claims get the cluster's default StorageClass.
         "session_volume_storage_class": storage_class or None,
+        "git_proxy_image": image,
+        "git_proxy_resources": proxy_resources,
+        "git_proxy_port": port,
+        "git_proxy_drain_idle_seconds": drain,
     }

@@ -18,6 +18,7 @@ named for what it does, import without kubespawner or jupyterhub:
 ``renku_clone``       the init container that clones the project
 ``renku_autosave``    the sidecar that saves unsaved work at stop
 ``renku_volume``      session volumes: the work volume on a claim per named server
+``renku_git_proxy``   the sidecar through which git in the notebook reaches GitLab
 ``renku_pod``         the pod of one launch
 ``renku_secret``      the token Secret and the spawner class that keeps it
 ``renku_hooks``       the launch hooks and ``configure(c)``
@@ -34,8 +35,9 @@ it at once when the start fails (KubeSpawner's ``poll()`` then says the server
 does not run, so JupyterHub never calls ``stop()``) and in ``stop()`` after
 the pod is gone. A start whose token GitLab refuses and cannot be refreshed is
 refused with that reason before anything is created. The Secret is mounted read-only
-at ``/var/run/secrets/renku-notebooks/token`` into the clone init container and
-the autosave sidecar only, which read it at run time (``GIT_ACCESS_TOKEN_FILE``);
+at ``/var/run/secrets/renku-notebooks/token`` into the clone init container,
+the autosave sidecar and the git-proxy sidecar only, which read it at run time
+(``GIT_ACCESS_TOKEN_FILE``);
 the notebook container has neither the mount nor the variable. The pod does not
 share its process namespace, so the notebook cannot reach the sidecar's files.
 

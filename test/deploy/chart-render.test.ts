@@ -259,6 +259,7 @@ const servicePorts = (manifests: Manifest[]) =>
 
 const ciFiles = readdirSync(join(chartSource, 'ci')).filter((f) => f.endsWith('-values.yaml'))
 const values = parse(readFileSync(join(chartSource, 'values.yaml'), 'utf8')) as Tree
+const chartYaml = parse(readFileSync(join(chartSource, 'Chart.yaml'), 'utf8')) as Tree
 const cases = [
   { name: 'values.yaml', args: [] as string[], values },
   ...ciFiles.map((f) => ({
@@ -396,15 +397,40 @@ t.test('the hub-files ConfigMap carries the spawner config, its modules and both
     [...hubFileNames, 'hub-settings.json', 'server-options.json'].sort(),
   )
   const gitContainers = values.gitContainers as Tree
+  const gitProxy = values.gitProxy as Tree
+  const image = values.image as Tree
   t.same(
     JSON.parse(configMap?.data['hub-settings.json'] ?? 'null'),
     {
       autosaveTimeoutSeconds: gitContainers.autosaveTimeoutSeconds,
       gitContainerResources: gitContainers.resources,
       sessionVolumes: { enabled: false, storageClass: '' },
+      gitProxy: {
+        image: `${image.repository}:${chartYaml.appVersion}`,
+        resources: gitProxy.resources,
+        port: gitProxy.port,
+        drainIdleSeconds: gitProxy.drainIdleSeconds,
+      },
     },
-    'the hub settings come from gitContainers and sessionVolumes (off by default)',
+    'the hub settings come from gitContainers, sessionVolumes (off by default) and gitProxy (the service image by default)',
   )
+  const custom = await template([
+    '--set',
+    'gitProxy.image.repository=registry.example.com/proxy',
+    '--set-string',
+    'gitProxy.image.tag=7',
+  ])
+  const customSettings = JSON.parse(
+    (find(custom, 'ConfigMap', 'renku-notebooks-hub-files') as Manifest & { data: Record<string, string> })
+      ?.data['hub-settings.json'] ?? 'null',
+  )
+  t.equal(customSettings.gitProxy.image, 'registry.example.com/proxy:7', 'its image can be set')
+  const off = await template(['--set', 'gitProxy.enabled=false'])
+  const offSettings = JSON.parse(
+    (find(off, 'ConfigMap', 'renku-notebooks-hub-files') as Manifest & { data: Record<string, string> })
+      ?.data['hub-settings.json'] ?? 'null',
+  )
+  t.equal(offSettings.gitProxy.image, '', 'disabled: no image, so no sidecar')
   for (const file of hubFileNames) {
     t.equal(
       configMap?.data[file],

@@ -212,7 +212,11 @@ t.test('the jupyterhub values register this service and mount its files', async 
 t.test('the Deployment wires env, probes, secret and security settings', async (t) => {
   // The environment is one block in _helpers.tpl, shared with the session volume sweep.
   const deployment = `${templates.get('deployment.yaml') ?? ''}\n${templates.get('_helpers.tpl') ?? ''}`
-  t.match(templates.get('deployment.yaml'), 'include "renku-notebooks.env"', 'the Deployment takes that block')
+  t.match(
+    templates.get('deployment.yaml'),
+    'include "renku-notebooks.env"',
+    'the Deployment takes that block',
+  )
   for (const name of [
     'JUPYTERHUB_API_URL',
     'JUPYTERHUB_API_TOKEN',

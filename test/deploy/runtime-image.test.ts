@@ -238,6 +238,8 @@ if (!existsSync(join(root, 'server.ts'))) {
     t.equal(workdir, '/app', 'WORKDIR is /app')
     for (const file of [
       'dist/server.js',
+      // The git-proxy sidecar of the server pods runs this image (`node dist/git-proxy/main.js`).
+      'dist/git-proxy/main.js',
       'config/server-options.json',
       'package.json',
       'node_modules/fastify',

@@ -78,7 +78,7 @@ t.test('a stopped server keeps its working directory, listed beside the autosave
     `printf 'local\\n' > local.md && ${git} add local.md && ${git} commit -q -m 'Local commit'`,
     `printf 'staged\\n' > staged.md && ${git} add staged.md`,
   ]) {
-    const { status, output } = await terminal.run(command)
+    const { exitCode: status, output } = await terminal.run(command)
     t.equal(status, 0, `ran: ${command.slice(0, 40)}… ${status === 0 ? '' : output}`)
   }
   const head = (await terminal.run(`${git} rev-parse HEAD`)).output.trim().split(/\s+/).at(-1) as string

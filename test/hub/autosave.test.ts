@@ -3,11 +3,13 @@
  * stand-in's real repository over smart HTTP.
  */
 import { execFile } from 'node:child_process'
+import { createHash, randomBytes } from 'node:crypto'
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import net from 'node:net'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
+import { readLfsObject } from '../../dev/stand-ins/gitlab/index.js'
 import { startTestGitLab } from '../support/gitlab.js'
 
 const execFileAsync = promisify(execFile)
@@ -246,6 +248,64 @@ t.test('failures: one line with the reason, exit 1, in bounded time', async (t) 
   t.equal(missing.code, 1)
   t.match(missing.out, /does not exist/)
   t.equal(await readFile(path.join(target, 'work.txt'), 'utf8'), 'precious\n', 'the work tree is intact')
+})
+
+t.test(
+  'LFS: the save uploads the objects of new files LFS tracks, the restore brings their content',
+  async (t) => {
+    const { target, code } = await cloneAt()
+    t.equal(code, 0, 'cloned')
+    t.match(
+      await gitIn(target, 'config', '--get', 'filter.lfs.clean'),
+      /git-lfs clean/,
+      'the clone set up LFS',
+    )
+    await gitIn(target, 'lfs', 'track', '*.bin')
+    const data = randomBytes(3 * 1024 * 1024)
+    const oid = createHash('sha256').update(data).digest('hex')
+    await writeFile(path.join(target, 'data.bin'), data)
+    const head = await gitIn(target, 'rev-parse', 'HEAD')
+
+    const saved = await run(AUTOSAVE, saveEnv(target))
+    const name = `renku/autosave/alice/master/${masterFirst.slice(0, 7)}/${head.slice(0, 7)}`
+    t.equal(saved.out, `autosave: pushed ${name}\n`, 'pushed: GitLab accepted the branch')
+    const stored = await readLfsObject(world.projects.demo, oid)
+    t.ok(stored?.equals(data), 'GitLab has the object, byte for byte')
+    const pointer = (await execFileAsync('git', ['--git-dir', bare, 'show', `${name}:data.bin`])).stdout
+    t.match(pointer, `oid sha256:${oid}`, 'the branch holds the pointer')
+
+    // Without lfs_auto_fetch: the restored file still has its content.
+    const restored = await cloneAt({ GIT_AUTOSAVE_BRANCH: name, GIT_LFS_AUTO_FETCH: 'false' })
+    t.equal(restored.code, 0)
+    t.match(restored.out, `restored autosave ${name}`)
+    t.ok(
+      (await readFile(path.join(restored.target, 'data.bin'))).equals(data),
+      'the content is back, not a pointer',
+    )
+    t.same(
+      (await gitIn(restored.target, 'status', '--porcelain')).split('\n').sort(),
+      ['?? .gitattributes', '?? data.bin'],
+      'as it was: new, untracked',
+    )
+    t.notMatch(await readFile(argvLog, 'utf8'), developer.token, 'the token never reached a command line')
+  },
+)
+
+t.test('LFS: a file whose upload does not fit in the save is left out and named', async (t) => {
+  const { target } = await cloneAt()
+  await gitIn(target, 'lfs', 'track', '*.bin')
+  await writeFile(path.join(target, 'huge.bin'), randomBytes(1024 * 1024))
+  await writeFile(path.join(target, 'notes.md'), 'kept\n')
+  const head = await gitIn(target, 'rev-parse', 'HEAD')
+  // 5 s are kept for the branch's push: with 5 s in all, no LFS upload fits.
+  const saved = await run(AUTOSAVE, { ...saveEnv(target), AUTOSAVE_TIMEOUT: '5' })
+  const name = `renku/autosave/alice/master/${masterFirst.slice(0, 7)}/${head.slice(0, 7)}`
+  t.equal(saved.code, 0)
+  t.equal(saved.out, `autosave: pushed ${name}; not saved, too large for the 5 s save: huge.bin\n`)
+  const files = (await execFileAsync('git', ['--git-dir', bare, 'ls-tree', '-r', '--name-only', name])).stdout
+  t.match(files, /notes\.md/, 'the rest is saved')
+  t.notMatch(files, /huge\.bin/, 'without the file that did not fit')
+  await execFileAsync('git', ['--git-dir', bare, 'update-ref', '-d', `refs/heads/${name}`])
 })
 
 t.test('a restore that cannot happen leaves the plain checkout', async (t) => {

@@ -740,6 +740,10 @@ class ChartValuesTest(unittest.TestCase):
         git = values["gitContainers"]
         self.assertEqual(git["autosaveTimeoutSeconds"], renku_settings.DEFAULT_AUTOSAVE_TIMEOUT_SECONDS)
         self.assertEqual(git["resources"], renku_settings.DEFAULT_GIT_CONTAINER_RESOURCES)
+        proxy = values["gitProxy"]
+        self.assertEqual(proxy["resources"], renku_settings.DEFAULT_GIT_PROXY_RESOURCES)
+        self.assertEqual(proxy["port"], renku_settings.DEFAULT_GIT_PROXY_PORT)
+        self.assertEqual(proxy["drainIdleSeconds"], renku_settings.DEFAULT_GIT_PROXY_DRAIN_IDLE_SECONDS)
 
     def test_git_containers_have_limits_by_default(self) -> None:
         # A namespace whose ResourceQuota requires limits refuses every container without them.
@@ -1845,3 +1849,189 @@ class HookUpTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+PROXY_SETTINGS = renku_settings.Settings(
+    server_options=copy.deepcopy(renku_options.DEFAULT_SERVER_OPTIONS),
+    secret_propagation_seconds=0,
+    git_proxy_image="renku/renku-notebooks:1.2.3",
+)
+GITLAB_USER = {"id": 5, "username": "alice", "name": "Alice Liddell", "email": "alice@example.com"}
+
+
+class GitProxyTest(unittest.TestCase):
+    """The git-proxy sidecar: git in the notebook pushes and pulls as the user, without the token."""
+
+    def spawn(self, **overrides: Any) -> Any:
+        hub = Hub(PROXY_SETTINGS)
+        s = hub.spawner()
+        s.user._auth_state = {"access_token": TOKEN, "refresh_token": "refresh-1", "gitlab_user": GITLAB_USER}
+        s.environment = {"GIT_SSL_CAINFO": "/etc/ssl/other.pem", "EXISTING": "1"}
+        return run(hub.spawn(s, user_options(**overrides)))
+
+    def test_the_sidecar_reads_the_token_from_the_secret_as_the_autosave_does(self) -> None:
+        pod = pod_of(self.spawn())
+        proxy = container(pod, "git-proxy")
+        self.assertIn(proxy, pod["spec"]["containers"])
+        self.assertEqual(proxy["image"], "renku/renku-notebooks:1.2.3")
+        self.assertEqual(proxy["command"], ["/usr/bin/tini", "--", "node", "/app/dist/git-proxy/main.js"])
+        self.assertEqual(
+            env_of(proxy),
+            {
+                "GIT_PROXY_REPOSITORY_URL": "https://gitlab.example.com/group/sub/my-project.git",
+                "GIT_ACCESS_TOKEN_FILE": "/var/run/secrets/renku-notebooks/token",
+                "GIT_PROXY_PORT": "8099",
+                "GIT_PROXY_DRAIN_IDLE_SECONDS": "2",
+                "GIT_PROXY_CA_FILE": "/var/run/renku-git-proxy/ca.pem",
+            },
+        )
+        self.assertEqual(
+            env_of(proxy)["GIT_ACCESS_TOKEN_FILE"],
+            env_of(container(pod, renku_autosave.SIDECAR))["GIT_ACCESS_TOKEN_FILE"],
+        )
+        mounts = {m["name"]: m for m in proxy["volumeMounts"]}
+        self.assertEqual(
+            mounts[renku_containers.TOKEN_VOLUME],
+            {"name": renku_containers.TOKEN_VOLUME, "mountPath": "/var/run/secrets/renku-notebooks", "readOnly": True},
+        )
+        self.assertEqual(mounts["renku-git-proxy-ca"]["mountPath"], "/var/run/renku-git-proxy")
+        self.assertNotIn(renku_containers.WORK_VOLUME, mounts, "the proxy never sees the work tree")
+        # Limits, so that a namespace whose quota requires them accepts the pod.
+        self.assertEqual(proxy["resources"], renku_settings.DEFAULT_GIT_PROXY_RESOURCES)
+        self.assertEqual(set(proxy["resources"]["limits"]), {"cpu", "memory"})
+        self.assertIs(proxy["securityContext"]["readOnlyRootFilesystem"], True)
+        self.assertEqual(proxy["securityContext"]["runAsUser"], 1000)
+        # No preStop: it exits by itself after SIGTERM once idle; the save does not use it.
+        self.assertNotIn("lifecycle", proxy)
+
+    def test_the_notebook_gets_the_ca_read_only_and_nothing_with_the_token(self) -> None:
+        s = self.spawn()
+        pod = pod_of(s)
+        notebook = container(pod, "notebook")
+        mounts = {m["name"]: m for m in notebook["volumeMounts"]}
+        self.assertEqual(
+            mounts["renku-git-proxy-ca"],
+            {"name": "renku-git-proxy-ca", "mountPath": "/var/run/renku-git-proxy", "readOnly": True},
+        )
+        self.assertNotIn(renku_containers.TOKEN_VOLUME, mounts)
+        volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "renku-git-proxy-ca")
+        self.assertIn("emptyDir", volume)
+        env = env_of(notebook)
+        self.assertFalse({"GIT_ACCESS_TOKEN", "GIT_ACCESS_TOKEN_FILE", "GIT_SSL_CAINFO"} & set(env))
+        self.assertEqual(env["EXISTING"], "1")
+        serialized = json.dumps(pod)
+        self.assertNotIn(TOKEN, serialized)
+        self.assertNotIn(base64.b64encode(TOKEN.encode()).decode(), serialized)
+        self.assertNotIn(base64.b64encode(f"oauth2:{TOKEN}".encode()).decode(), serialized)
+
+    def test_the_clone_points_git_at_the_proxy_as_the_user(self) -> None:
+        clone = env_of(container(pod_of(self.spawn()), renku_clone.INIT_CONTAINER))
+        self.assertEqual(clone["GIT_PROXY_URL"], "http://127.0.0.1:8099")
+        self.assertEqual(clone["GIT_PROXY_CA_FILE"], "/var/run/renku-git-proxy/ca.pem")
+        self.assertEqual((clone["GIT_USER_NAME"], clone["GIT_USER_EMAIL"]), ("Alice Liddell", "alice@example.com"))
+        # http:// GitLab: no CA to trust.
+        plain = self.spawn(repository="http://gitlab.example.com/group/sub/my-project.git")
+        self.assertNotIn("GIT_PROXY_CA_FILE", env_of(container(pod_of(plain), renku_clone.INIT_CONTAINER)))
+        self.assertNotIn("GIT_PROXY_CA_FILE", env_of(container(pod_of(plain), "git-proxy")))
+
+    def test_without_an_image_there_is_no_proxy(self) -> None:
+        pod = pod_of(spawn(user_options()))
+        self.assertNotIn("git-proxy", [c["name"] for c in pod["spec"]["containers"]])
+        self.assertNotIn("GIT_PROXY_URL", env_of(container(pod, renku_clone.INIT_CONTAINER)))
+
+    def test_the_git_config_the_clone_leaves(self) -> None:
+        """clone-repo.sh with the init container's environment, against a repository over HTTP."""
+        with tempfile.TemporaryDirectory() as tmp:
+            bare = os.path.join(tmp, "srv", "group", "sub", "my-project.git")
+            seed = os.path.join(tmp, "seed")
+            git_env = {**os.environ, "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1"}
+            for args in (
+                ["init", "-q", "-b", "master", seed],
+                ["-C", seed, "-c", "user.name=S", "-c", "user.email=s@x", "commit", "-q", "--allow-empty", "-m", "s"],
+                ["clone", "-q", "--bare", seed, bare],
+                ["-C", bare, "update-server-info"],
+            ):
+                subprocess.run(["git", *args], check=True, env=git_env, capture_output=True)
+            sha = subprocess.run(["git", "-C", seed, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+            # git's "dumb" HTTP protocol: a static file server is enough to clone from.
+            server = subprocess.Popen(
+                [sys.executable, "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory", os.path.join(tmp, "srv")],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+            try:
+                port = int(server.stdout.readline().split(" port ")[1].split(" ")[0])
+                url = f"http://127.0.0.1:{port}/group/sub/my-project.git"
+                s = self.spawn(repository=url, commit_sha=sha)
+                init = container(pod_of(s), renku_clone.INIT_CONTAINER)
+                token_file = os.path.join(tmp, "token")
+                with open(token_file, "w", encoding="utf-8") as f:
+                    f.write(TOKEN)
+                scripts = os.path.join(tmp, "scripts")
+                os.makedirs(scripts)
+                with open(CHART_FILES / "clone-repo.sh", encoding="utf-8") as f:
+                    script = f.read()
+                with open(os.path.join(scripts, "clone-repo.sh"), "w", encoding="utf-8") as f:
+                    f.write(script)
+                os.chmod(os.path.join(scripts, "clone-repo.sh"), 0o555)
+                target = os.path.join(tmp, "work", "my-project")
+                env = {
+                    **env_of(init),
+                    "GIT_TARGET_DIR": target,
+                    "GIT_ACCESS_TOKEN_FILE": token_file,
+                    "GIT_PROXY_CA_FILE": "/var/run/renku-git-proxy/ca.pem",
+                    "PATH": os.environ["PATH"],
+                    "HOME": tmp,
+                    "GIT_CONFIG_GLOBAL": "/dev/null",
+                }
+                done = subprocess.run(
+                    renku_clone.clone_command(scripts), env=env, capture_output=True, text=True, timeout=60
+                )
+                self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+            finally:
+                server.terminate()
+                server.wait()
+                server.stdout.close()
+            config = subprocess.run(
+                ["git", "-C", target, "config", "--local", "-l"], check=True, capture_output=True, text=True
+            ).stdout.splitlines()
+            self.assertIn(f"remote.origin.url={url}", config)
+            self.assertIn(f"http.{url}.proxy=http://127.0.0.1:8099", config)
+            self.assertIn(f"http.{url}.sslcainfo=/var/run/renku-git-proxy/ca.pem", config)
+            self.assertIn("user.name=Alice Liddell", config)
+            self.assertIn("user.email=alice@example.com", config)
+            self.assertIn("filter.lfs.process=git-lfs filter-process", config)
+            self.assertFalse([line for line in config if "extraheader" in line.lower() or "sslverify" in line.lower()])
+            basic = base64.b64encode(f"oauth2:{TOKEN}".encode()).decode()
+            for root, _, names in os.walk(target):
+                for name in names:
+                    with open(os.path.join(root, name), "rb") as f:
+                        data = f.read()
+                    self.assertNotIn(TOKEN.encode(), data, name)
+                    self.assertNotIn(basic.encode(), data, name)
+
+    def test_hub_settings_carry_the_proxy_and_refuse_bad_values(self) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "hub-settings.json")
+            proxy = {
+                "image": "registry.example.com/proxy:7",
+                "resources": {"limits": {"cpu": "500m", "memory": "200Mi"}},
+                "port": 9000,
+                "drainIdleSeconds": 5,
+            }
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump({"gitProxy": proxy}, f)
+            settings = renku_settings.Settings.from_env(
+                {"RENKU_NOTEBOOKS_SERVER_OPTIONS_PATH": os.path.join(tmp, "nope.json"), "RENKU_NOTEBOOKS_HUB_SETTINGS_PATH": path}
+            )
+            self.assertEqual(
+                (settings.git_proxy_image, settings.git_proxy_port, settings.git_proxy_drain_idle_seconds),
+                ("registry.example.com/proxy:7", 9000, 5),
+            )
+            self.assertEqual(settings.git_proxy_resources, proxy["resources"])
+            for bad in ({"port": 80}, {"port": "8099"}, {"drainIdleSeconds": -1}, {"image": 7}, {"resources": []}, []):
+                with self.subTest(git_proxy=bad), self.assertRaises(ValueError):
+                    with open(path, "w", encoding="utf-8") as f:
+                        json.dump({"gitProxy": bad}, f)
+                    renku_settings.load_hub_settings(path)

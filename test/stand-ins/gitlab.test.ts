@@ -9,7 +9,7 @@ import { startTestGitLab } from '../support/gitlab.js'
 
 const execFileAsync = promisify(execFile)
 
-const { dir, world, gitlab } = await startTestGitLab(t, 'gitlab-test')
+const { world, gitlab } = await startTestGitLab(t, 'gitlab-test')
 
 const { developer, guest, outsider, maintainer } = world.users
 const sha = world.commits.demo

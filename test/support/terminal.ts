@@ -1,65 +1,99 @@
 /**
- * Runs shell commands in a notebook server's terminal, as a user typing in the browser's
- * terminal does: `POST api/terminals`, then the terminal's WebSocket with `["stdin", …]`
- * messages, reading `["stdout", …]` until the command's end marker.
+ * A notebook server's own terminal, as JupyterLab and the classic notebook use it: `POST
+ * <server>/api/terminals` makes one, and its WebSocket `<server>/terminals/websocket/<name>`
+ * carries JSON arrays (`["stdin", text]` in, `["stdout", text]` out).
  */
 import { WebSocket } from 'undici'
 
-export interface Terminal {
-  /** Runs one command line in the terminal's shell; resolves with its output and exit status. */
-  run(command: string, timeoutMs?: number): Promise<{ output: string; status: number }>
-  close(): void
+export interface CommandResult {
+  /** What the terminal printed after the command line, without colours and the sentinel. */
+  output: string
+  exitCode: number
 }
 
-/** Opens a new terminal on the server at `serverUrl` (ending in `/`) with the user's hub token. */
+export interface Terminal {
+  name: string
+  /** Types `command` and Enter, waits until it is done; fails after `timeoutMs`. */
+  run(command: string, timeoutMs?: number): Promise<CommandResult>
+  close(): Promise<void>
+}
+
+// Colours, cursor moves and bracketed paste: not what the command printed.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the terminal's escape sequences
+const ESCAPES = /\u001b\[[0-9;?]*[A-Za-z]|\u001b\][^\u0007]*\u0007|\r/g
+
+/** Opens a new terminal in the server at `serverUrl` (ending in `/`) as the hub user of `token`. */
 export async function openTerminal(serverUrl: string, token: string): Promise<Terminal> {
-  const created = await fetch(`${serverUrl}api/terminals`, {
+  const created = await fetch(new URL('api/terminals', serverUrl), {
     method: 'POST',
     headers: { authorization: `token ${token}` },
   })
-  if (created.status !== 200) throw new Error(`opening a terminal answered ${created.status}`)
-  const { name } = (await created.json()) as { name: string }
-  const socket = new WebSocket(`${serverUrl.replace(/^http/, 'ws')}terminals/websocket/${name}`, {
-    headers: { authorization: `token ${token}` },
-  })
-  let output = ''
-  let waiter: (() => void) | undefined
+  const body = (await created.json().catch(() => ({}))) as { name?: string }
+  if (created.status !== 200 || !body.name) throw new Error(`POST api/terminals answered ${created.status}`)
+  const name = body.name
+
+  const wsUrl = new URL(`terminals/websocket/${encodeURIComponent(name)}`, serverUrl)
+  wsUrl.protocol = wsUrl.protocol === 'https:' ? 'wss:' : 'ws:'
+  const socket = new WebSocket(wsUrl, { headers: { authorization: `token ${token}` } })
+  let received = ''
+  let waiting: (() => void) | undefined
   socket.addEventListener('message', (event) => {
-    const [kind, text] = JSON.parse(String(event.data)) as [string, string]
-    if (kind === 'stdout') output += text
-    waiter?.()
+    const message = JSON.parse(String(event.data)) as [string, ...unknown[]]
+    if (message[0] === 'stdout') {
+      received += String(message[1])
+      waiting?.()
+    }
   })
   await new Promise<void>((resolve, reject) => {
     socket.addEventListener('open', () => resolve(), { once: true })
-    socket.addEventListener('error', () => reject(new Error('the terminal WebSocket failed')), { once: true })
+    socket.addEventListener('error', () => reject(new Error(`terminal WebSocket ${name} failed`)), {
+      once: true,
+    })
   })
-  let count = 0
+  // Quiet prompts and no paging: output as a script would see it. A git that asks for a
+  // password (it never should) fails at once instead of waiting for the test's timeout.
+  socket.send(
+    JSON.stringify(['stdin', "export PS1='$ ' GIT_PAGER=cat PAGER=cat TERM=dumb GIT_TERMINAL_PROMPT=0\r"]),
+  )
+
+  let commands = 0
   return {
-    async run(command, timeoutMs = 20_000) {
-      const marker = `END-${++count}-${Date.now()}`
-      // Split in the typed line, whole in the output: the echo of the line never matches.
-      const done = new RegExp(`${marker}:(\\d+)`)
-      const from = output.length
-      socket.send(
-        JSON.stringify(['stdin', `${command}; echo "${marker.slice(0, 4)}""${marker.slice(4)}:$?"\r`]),
-      )
+    name,
+    async run(command, timeoutMs = 60_000) {
+      const id = ++commands
+      // `$?` in the line typed is not a number; the shell's answer is.
+      const sentinel = new RegExp(`__done_${id}_(\\d+)__`)
+      const start = received.length
+      socket.send(JSON.stringify(['stdin', `${command}; echo __done_${id}_$?__\r`]))
       const deadline = Date.now() + timeoutMs
       for (;;) {
-        const match = done.exec(output.slice(from))
-        if (match) {
-          const text = output.slice(from, from + (match.index ?? 0))
-          return { output: text, status: Number(match[1]) }
+        const text = received.slice(start).replace(ESCAPES, '')
+        const done = sentinel.exec(text)
+        if (done) {
+          // After the line the terminal echoed (it holds the sentinel unexpanded).
+          const typed = text.indexOf(`echo __done_${id}_$?__`)
+          const from = typed < 0 ? 0 : text.indexOf('\n', typed) + 1
+          return { output: text.slice(from, done.index), exitCode: Number(done[1]) }
         }
-        if (Date.now() > deadline)
-          throw new Error(`"${command}" did not finish in the terminal:\n${output.slice(from)}`)
+        const left = deadline - Date.now()
+        if (left <= 0) throw new Error(`terminal: \`${command}\` did not finish; it printed:\n${text}`)
         await new Promise<void>((resolve) => {
-          waiter = resolve
-          setTimeout(resolve, 200)
+          const timer = setTimeout(resolve, Math.min(left, 500))
+          waiting = () => {
+            clearTimeout(timer)
+            resolve()
+          }
         })
       }
     },
-    close() {
+    async close() {
       socket.close()
+      await fetch(new URL(`api/terminals/${encodeURIComponent(name)}`, serverUrl), {
+        method: 'DELETE',
+        headers: { authorization: `token ${token}` },
+      })
+        .then((r) => r.arrayBuffer())
+        .catch(() => {})
     },
   }
 }

@@ -37,8 +37,21 @@ export {
   type RecordedRequest,
 } from './world.js'
 
+export interface GitLabStandInOptions {
+  /**
+   * The host name in the URLs the stand-in gives out, and the address it listens on (default
+   * `127.0.0.1` for both). See `loopbackAlias` in dev/ports.ts for why another name helps.
+   */
+  host?: string
+  address?: string
+}
+
 /** Starts the stand-in on two random 127.0.0.1 ports. */
-export async function startGitLab(world: GitLabWorld): Promise<GitLabStandIn> {
+export async function startGitLab(
+  world: GitLabWorld,
+  options: GitLabStandInOptions = {},
+): Promise<GitLabStandIn> {
+  const host = options.host ?? '127.0.0.1'
   const requests: RecordedRequest[] = []
   const faults: GitLabFault[] = []
   const hooksDir = await mkdtemp(path.join(tmpdir(), 'gitlab-hooks-'))
@@ -71,7 +84,14 @@ export async function startGitLab(world: GitLabWorld): Promise<GitLabStandIn> {
   function record(server: 'gitlab' | 'registry', req: http.IncomingMessage, res: http.ServerResponse) {
     const [path = '/', query = ''] = (req.url ?? '/').split('?', 2)
     res.on('finish', () =>
-      requests.push({ server, method: req.method ?? 'GET', path, query, status: res.statusCode }),
+      requests.push({
+        server,
+        method: req.method ?? 'GET',
+        path,
+        query,
+        status: res.statusCode,
+        credentials: Boolean(req.headers.authorization || req.headers['private-token']),
+      }),
     )
     return { path, query }
   }
@@ -112,12 +132,12 @@ export async function startGitLab(world: GitLabWorld): Promise<GitLabStandIn> {
   const listen = (server: http.Server) =>
     new Promise<number>((resolve, reject) => {
       server.once('error', reject)
-      server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port))
+      server.listen(0, options.address ?? '127.0.0.1', () => resolve((server.address() as AddressInfo).port))
     })
   const apiPort = await listen(api)
   const registryPort = await listen(registry)
-  ctx.base = `http://127.0.0.1:${apiPort}`
-  ctx.registryHost = `127.0.0.1:${registryPort}`
+  ctx.base = `http://${host}:${apiPort}`
+  ctx.registryHost = `${options.address ?? '127.0.0.1'}:${registryPort}`
 
   const closeServer = (server: http.Server) =>
     new Promise<void>((resolve) => {

@@ -102,6 +102,8 @@ export interface RecordedRequest {
   path: string
   query: string
   status: number
+  /** Whether the request carried credentials (an `Authorization` or `Private-Token` header). */
+  credentials: boolean
 }
 
 /** Makes matching requests fail, to exercise a client's error handling. */
