@@ -50,7 +50,7 @@ async function build(
       done()
     },
   })
-  const app = Fastify({ logger: { level: 'info', stream } })
+  const app = Fastify({ logger: { level: 'info', stream }, pluginTimeout: 60_000 })
   await app.register(configPlugin, { config: cfg })
   await app.register(metricsPlugin)
   await app.register(kubernetesPlugin)
@@ -111,7 +111,7 @@ t.test(
       pods((await build(t, config({ KUBECONFIG: other, KUBERNETES_NAMESPACE: 'renku' }))).app).namespace,
       'renku',
     )
-    const app = Fastify()
+    const app = Fastify({ pluginTimeout: 60_000 })
     t.teardown(() => app.close())
     await app.register(configPlugin, { config: config({ KUBECONFIG: '/nonexistent/kubeconfig' }) })
     await app.register(metricsPlugin)
