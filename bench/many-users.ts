@@ -46,7 +46,7 @@ export interface HubLoad {
   /** `GET /user` (a token checked). */
   token: number
   other: number
-  /** Server state: list pages and user reads (what SPEC 11 bounds to about one a second). */
+  /** Server state: list pages and user reads (what the README's "Performance" bounds). */
   state: number
   total: number
 }

@@ -90,7 +90,7 @@ function noSuchAutosave(name: string): ApiError {
   return new ApiError(404, 'AUTOSAVE_NOT_FOUND', `You have no autosave named ${name}.`)
 }
 
-/** The caller's autosaves of a project (SPEC 9): list them, delete one. */
+/** The caller's autosaves of a project (the README's "Autosave"): list them, delete one. */
 const autosaveRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   const { gitlab, jupyterhub, config, sessionVolumes } = fastify
 

@@ -1,7 +1,7 @@
 import type { GitLabBranch } from './client.js'
 
 /**
- * Autosave branches (SPEC 9): `renku/autosave/<user>/<branch>/<commit_sha[:7]>/<head[:7]>`,
+ * Autosave branches (the README's "Autosave"): `renku/autosave/<user>/<branch>/<commit_sha[:7]>/<head[:7]>`,
  * pushed when a server with unsaved work stops, restored by the next launch of that commit.
  */
 
