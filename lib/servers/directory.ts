@@ -1,12 +1,12 @@
 import type { ServerObject } from '../../schemas/servers.js'
 import { UpstreamError } from '../core/errors.js'
-import type { HubState, UserServers } from '../hub/state.js'
+import type { HubReflector, UserServers } from '../hub/state/reflector.js'
 import type { PodInspector, PodView } from './pods.js'
 import { couldBeServerName, noSuchServer, toServerObject } from './server-object.js'
 
 export interface ServerDirectoryOptions {
   /** This replica's copy of the hub's server state. */
-  state: Pick<HubState, 'read'>
+  state: Pick<HubReflector, 'read'>
   /** Pod details from Kubernetes, when configured. */
   pods: PodInspector | null
   origin: string

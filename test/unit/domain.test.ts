@@ -8,7 +8,7 @@ import { type ApiError, UpstreamError } from '../../lib/core/errors.js'
 import { autosavesOf, autosaveToRestore, parseAutosaveName } from '../../lib/gitlab/autosaves.js'
 import { parseImage } from '../../lib/gitlab/image-registry.js'
 import type { HubServer, HubUser, LastStart } from '../../lib/hub/client.js'
-import { HubState } from '../../lib/hub/state.js'
+import { HubReflector } from '../../lib/hub/state/reflector.js'
 import { parseBytes, resolveServerOptions } from '../../lib/servers/options.js'
 import { matchesFilter, serverName, toServerObject } from '../../lib/servers/server-object.js'
 import { parseAutosavePath } from '../../routes/autosave.js'
@@ -425,13 +425,12 @@ t.test('hub state copy: first list, drop-outs, own starts, failures, stop', asyn
       if (down) throw unreachable()
       return structuredClone(alone.get(name) ?? null)
     },
-    forget() {},
     observe: () => () => {},
     async lastStart(): Promise<LastStart> {
       return { outcome: 'started' }
     },
   }
-  const state = new HubState({ hub, pollIntervalMs: 50, maxAgeMs: 300, sweepIntervalMs: 60_000 })
+  const state = new HubReflector({ hub, pollIntervalMs: 50, maxAgeMs: 300, sweepIntervalMs: 60_000 })
   t.teardown(() => state.stop())
   const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -519,7 +518,6 @@ t.test('hub state copy: how a stopped server’s last start ended, asked once pe
     async getUser() {
       return structuredClone(alone)
     },
-    forget() {},
     observe: () => () => {},
     async lastStart(user: string, name: string): Promise<LastStart | undefined> {
       asked.push(`${user}/${name}`)
@@ -528,7 +526,7 @@ t.test('hub state copy: how a stopped server’s last start ended, asked once pe
       return end
     },
   }
-  const state = new HubState({ hub, pollIntervalMs: 30, lastStartRetryMs: 300, sweepIntervalMs: 60_000 })
+  const state = new HubReflector({ hub, pollIntervalMs: 30, lastStartRetryMs: 300, sweepIntervalMs: 60_000 })
   t.teardown(() => state.stop())
   const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
   const lastStartOf = async (name: string) => (await state.read('dave'))?.servers[name]?.last_start

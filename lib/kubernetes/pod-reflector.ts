@@ -13,18 +13,18 @@ import { httpStatus, observeCall, toUpstreamError } from './errors.js'
 import { LIST_PODS } from './operations.js'
 
 /** The logger subset used (pino's signature), so the class stays free of Fastify. */
-export interface CacheLogger {
+export interface ReflectorLogger {
   warn(obj: object, msg: string): void
   info?(obj: object, msg: string): void
 }
 
-export interface PodCacheOptions {
+export interface PodReflectorOptions {
   api: CoreV1Api
   watch: Watch
   namespace: string
   /** Which pods to keep, e.g. `renku.io/username` (all pods that have the label). */
   labelSelector: string
-  log?: CacheLogger
+  log?: ReflectorLogger
   /** How long one watch request lasts before it is re-opened; default 300. */
   watchSeconds?: number
   /** First retry delay after a failure, doubled up to 30 s; default 1000. */
@@ -38,8 +38,8 @@ interface WatchEvent {
   code?: number
 }
 
-export class PodCache {
-  private readonly options: PodCacheOptions
+export class PodReflector {
+  private readonly options: PodReflectorOptions
   private readonly pods = new Map<string, V1Pod>()
   private resourceVersion = ''
   private changes = 0
@@ -50,7 +50,7 @@ export class PodCache {
   private readonly firstSync: Promise<void>
   private markSynced!: () => void
 
-  constructor(options: PodCacheOptions) {
+  constructor(options: PodReflectorOptions) {
     this.options = options
     this.firstSync = new Promise((resolve) => {
       this.markSynced = resolve

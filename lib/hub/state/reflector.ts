@@ -1,0 +1,308 @@
+/**
+ * This replica's copy of the hub's server state, so that reading a user's servers costs the hub
+ * nothing (README "Performance"); the pattern of KubeSpawner's ResourceReflector, for the hub's
+ * users: the copy only mirrors the hub, and readers never go around it.
+ *
+ * What keeps it current:
+ * - the full list of active users (./poller.ts); users absent from it and unknown to the copy
+ *   have no server and are answered with no hub call;
+ * - one-user reads (`GET /users/{name}?include_stopped_servers=1`, shared through the client):
+ *   a user the copy held with named servers that drops out of the list is read alone once and
+ *   its stopped servers stay ("parked") so they list as `failed`; parked users read lately are
+ *   read again, a few per list, so their removal elsewhere shows;
+ * - how a stopped server's last start ended (./last-starts.ts), the inactive users' sweep
+ *   (./inactive-sweep.ts) and this replica's own starts (./own-starts.ts): a start reads as
+ *   pending until the hub answered, then the user is read alone once, before the caller learns
+ *   the outcome, so a replica's next read shows its own writes.
+ *
+ * A read newer than the list it meets wins (each entry keeps when the request that produced it
+ * was sent). Free of Fastify: the first read starts the poller, `stop()` ends it.
+ */
+import type { HubReadSource } from '../../core/metrics.js'
+import type { HubServer, HubUser, HubWriteObserver, JupyterHubClient } from '../client.js'
+import { InactiveSweep } from './inactive-sweep.js'
+import { LastStartChecks } from './last-starts.js'
+import { OwnStarts } from './own-starts.js'
+import { ActiveListPoller, type ReflectorLogger } from './poller.js'
+
+/** A user's servers as the copy holds them (never auth_state). Treat as read-only. */
+export interface UserServers {
+  name: string
+  servers: Readonly<Record<string, HubServer>>
+}
+
+/** Counters for metrics; they only grow. */
+export interface HubReflectorStats {
+  /** Reads answered from the copy alone. */
+  stateReads: number
+  /** Reads that waited for a hub call (the first list, or one user's read). */
+  hubReads: number
+  /** Complete lists, their pages, and lists that failed. */
+  polls: number
+  pages: number
+  pollFailures: number
+  /** One-user reads: after a start or stop, a user leaving the list, parked users checked. */
+  userReads: number
+  /** Pages of the inactive users read by sweeps. */
+  sweepPages: number
+  /** Progress streams asked how a stopped server's last start ended. */
+  lastStartChecks: number
+}
+
+export interface HubReflectorOptions {
+  hub: Pick<JupyterHubClient, 'listActiveUsers' | 'listUsersPage' | 'getUser' | 'observe' | 'lastStart'>
+  /** Time between the starts of two lists; default 1000. */
+  pollIntervalMs?: number
+  /** How long without an answer to the list before reads fail; default 2000. */
+  maxAgeMs?: number
+  /** Time limit of each page of the list; default 5000. */
+  pollTimeoutMs?: number
+  /** Parked users (stopped servers only) read again per list, of those read lately; default 1. */
+  parkedChecksPerPoll?: number
+  /** How long after its last read a parked user is kept current; default 60 000. */
+  watchMs?: number
+  /** Time between two sweeps of the inactive users (one page per list); default 600 000. */
+  sweepIntervalMs?: number
+  /** Time limit of asking how a stopped server's last start ended; default 2000. */
+  lastStartTimeoutMs?: number
+  /** Wait before asking that again when the hub did not tell; default 30 000. */
+  lastStartRetryMs?: number
+  /** How many of those questions may be under way at once; default 4. */
+  lastStartConcurrency?: number
+  log?: ReflectorLogger
+  /** Told of every read and where it was answered from (for metrics). */
+  onRead?: (source: HubReadSource) => void
+}
+
+interface Entry {
+  servers: Record<string, HubServer>
+  /** When the request that produced this entry was sent. */
+  asOf: number
+  /** Holds a running or pending server (else it is parked: stopped servers only). */
+  active: boolean
+  /** When a reader last asked for this user (-Infinity: never). */
+  lastReadAt: number
+  view?: UserServers
+}
+
+const now = () => performance.now()
+const hasNamedServer = (servers: Record<string, HubServer>) =>
+  Object.keys(servers).some((name) => name !== '')
+const ignore = () => {}
+
+export class HubReflector implements HubWriteObserver {
+  private readonly hub: HubReflectorOptions['hub']
+  private readonly users = new Map<string, Entry>()
+  /** One-user reads under way (the client shares them; this only lets readers wait for them). */
+  private readonly userReads = new Map<string, Promise<void>>()
+  /** Users whose last read after a change failed: their entry cannot be trusted. */
+  private readonly unsure = new Set<string>()
+  private readonly ownStarts = new OwnStarts()
+  private readonly lastStarts: LastStartChecks
+  private readonly sweep: InactiveSweep
+  private readonly poller: ActiveListPoller
+  private readonly unobserve: () => void
+  private readonly counts = { stateReads: 0, hubReads: 0, userReads: 0 }
+
+  constructor(private readonly options: HubReflectorOptions) {
+    this.hub = options.hub
+    this.lastStarts = new LastStartChecks({
+      hub: this.hub,
+      timeoutMs: options.lastStartTimeoutMs,
+      retryMs: options.lastStartRetryMs,
+      concurrency: options.lastStartConcurrency,
+      log: options.log,
+      onAnswer: (user, name, stop, result) => {
+        const entry = this.users.get(user)
+        const server = entry?.servers[name]
+        if (!entry || !server?.stopped || server.last_activity !== stop) return
+        entry.servers = { ...entry.servers, [name]: { ...server, last_start: result } }
+        entry.view = undefined
+      },
+    })
+    this.sweep = new InactiveSweep({
+      hub: this.hub,
+      intervalMs: options.sweepIntervalMs,
+      timeoutMs: options.pollTimeoutMs,
+      log: options.log,
+      onUser: (user, asOf) => {
+        if (hasNamedServer(user.servers) || this.users.has(user.name)) this.apply(user.name, user, asOf)
+      },
+    })
+    this.poller = new ActiveListPoller({
+      hub: this.hub,
+      intervalMs: options.pollIntervalMs,
+      maxAgeMs: options.maxAgeMs,
+      timeoutMs: options.pollTimeoutMs,
+      log: options.log,
+      onList: (users, asOf) => this.merge(users, asOf),
+      afterList: async () => {
+        await Promise.all([this.checkParked(), this.sweep.step()])
+      },
+    })
+    this.unobserve = this.hub.observe(this)
+  }
+
+  get stats(): HubReflectorStats {
+    return {
+      ...this.counts,
+      polls: this.poller.polls,
+      pages: this.poller.pages,
+      pollFailures: this.poller.failures,
+      sweepPages: this.sweep.pages,
+      lastStartChecks: this.lastStarts.asked,
+    }
+  }
+
+  /** Users held (active and parked). */
+  get size(): number {
+    return this.users.size
+  }
+
+  /** The user's servers (the default server included, stopped ones too), or null for none. */
+  async read(user: string): Promise<UserServers | null> {
+    this.start()
+    let source: HubReadSource = 'state'
+    if (!this.poller.hasListed) {
+      source = 'hub'
+      await this.poller.waitForFirstList()
+    }
+    this.poller.assertCurrent()
+    const pending = this.userReads.get(user)
+    const entry = this.users.get(user)
+    if (pending) {
+      source = 'hub'
+      await pending.catch(ignore)
+    }
+    if (
+      this.unsure.has(user) ||
+      (!pending && entry && !entry.active && now() - entry.lastReadAt > (this.options.watchMs ?? 60_000))
+    ) {
+      // Not kept current lately: read it now (and keep it current while it is being read).
+      source = 'hub'
+      await this.readUser(user)
+    }
+    const current = this.users.get(user)
+    if (current) current.lastReadAt = now()
+    if (source === 'state') this.counts.stateReads++
+    else this.counts.hubReads++
+    this.options.onRead?.(source)
+    return this.viewOf(user, current)
+  }
+
+  /** Starts polling, unless running or stopped for good. Reads call it. */
+  start(): void {
+    this.poller.start()
+  }
+
+  /** Stops for good; resolves once the list under way (if any) has ended. */
+  async stop(): Promise<void> {
+    this.unobserve()
+    this.lastStarts.close()
+    await this.poller.stop()
+  }
+
+  /** A start is about to be sent: until it is settled, the server reads as starting. */
+  starting(user: string, server: string, userOptions: Record<string, unknown>): () => void {
+    return this.ownStarts.starting(user, server, userOptions)
+  }
+
+  /** A start or stop answered: read the user again, so the next read shows it. */
+  async changed(user: string): Promise<void> {
+    if (!this.poller.started) return
+    // A failure marks the user unsure: the next read of it asks the hub (and fails if it must).
+    await this.readUser(user).catch(ignore)
+  }
+
+  private viewOf(user: string, entry: Entry | undefined): UserServers | null {
+    const starting = this.ownStarts.overlay(user, entry?.servers)
+    if (starting) return { name: user, servers: starting }
+    if (!entry) return null
+    entry.view ??= { name: user, servers: entry.servers }
+    return entry.view
+  }
+
+  /** Takes in a list sent at `asOf`; entries read alone since are newer and stay. */
+  private merge(users: HubUser[], asOf: number): void {
+    const listed = new Set<string>()
+    for (const user of users) {
+      listed.add(user.name)
+      const entry = this.users.get(user.name)
+      if (entry && entry.asOf > asOf) continue
+      this.users.set(user.name, {
+        servers: this.lastStarts.annotate(user.name, user.servers),
+        asOf,
+        active: true,
+        lastReadAt: entry?.lastReadAt ?? Number.NEGATIVE_INFINITY,
+      })
+    }
+    for (const [name, entry] of this.users) {
+      if (listed.has(name) || !entry.active || entry.asOf > asOf) continue
+      // Left the list: all its servers stopped (or were removed). Read it alone to know which.
+      if (hasNamedServer(entry.servers)) this.readUser(name).catch(ignore)
+      else this.forgetUser(name)
+    }
+  }
+
+  /** Reads again the parked users read lately that were checked longest ago, a few per list. */
+  private async checkParked(): Promise<void> {
+    const perList = this.options.parkedChecksPerPoll ?? 1
+    if (perList <= 0) return
+    const since = now() - (this.options.watchMs ?? 60_000)
+    const due: [string, Entry][] = []
+    for (const item of this.users) {
+      const [name, entry] = item
+      if (!entry.active && entry.lastReadAt >= since && !this.userReads.has(name)) due.push(item)
+    }
+    due.sort(([, a], [, b]) => a.asOf - b.asOf)
+    await Promise.all(due.slice(0, perList).map(([name]) => this.readUser(name).catch(ignore)))
+  }
+
+  /**
+   * One user's read. The client shares reads under way and starts afresh after a change (a read
+   * sent before a change would not show it), so this is the only way the copy asks for one user.
+   */
+  private readUser(name: string): Promise<void> {
+    const asOf = now()
+    this.counts.userReads++
+    const read = this.hub.getUser(name).then(
+      (user) => {
+        this.apply(name, user, asOf)
+        this.unsure.delete(name)
+        // Read alone, a user shows how its stopped servers' starts ended from the first read on.
+        return this.lastStarts.settled(name)
+      },
+      (err: unknown) => {
+        this.unsure.add(name)
+        throw err
+      },
+    )
+    const tracked = read.finally(() => {
+      if (this.userReads.get(name) === tracked) this.userReads.delete(name)
+    })
+    this.userReads.set(name, tracked)
+    return tracked
+  }
+
+  private apply(name: string, user: HubUser | null, asOf: number): void {
+    const entry = this.users.get(name)
+    if (entry && entry.asOf > asOf) return
+    const servers = user?.servers ?? {}
+    const active = Object.values(servers).some((server) => !server.stopped)
+    if (!active && !hasNamedServer(servers)) {
+      this.forgetUser(name)
+      return
+    }
+    this.users.set(name, {
+      servers: this.lastStarts.annotate(name, servers),
+      asOf,
+      active,
+      lastReadAt: entry?.lastReadAt ?? Number.NEGATIVE_INFINITY,
+    })
+  }
+
+  private forgetUser(name: string): void {
+    this.users.delete(name)
+    this.lastStarts.forget(name)
+  }
+}
