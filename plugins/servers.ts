@@ -24,6 +24,7 @@ export default fp(
     const { config, jupyterhub, gitlab, kubernetes } = fastify
     const hubReflector = new HubReflector({
       hub: jupyterhub,
+      podChanges: kubernetes?.changes,
       log: fastify.log,
       onRead: (source) => fastify.metrics.countHubRead(source),
     })

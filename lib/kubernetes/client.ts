@@ -26,6 +26,7 @@ import {
 } from '@kubernetes/client-node'
 import { ConfigError } from '../core/config.js'
 import type { UpstreamObserver } from '../core/metrics.js'
+import type { PodChanges } from '../hub/state/reflector.js'
 import type {
   LogRequest,
   LogSource,
@@ -185,6 +186,23 @@ export class KubernetesPods implements PodInspector, LogSource, PodLaunchSource 
 
   version(): number | undefined {
     return this.reflector?.synced ? this.reflector.version : undefined
+  }
+
+  /** Pod changes as hub users: the unescaped name KubeSpawner records on each pod. */
+  get changes(): PodChanges | undefined {
+    const { reflector } = this
+    if (!reflector) return undefined
+    return {
+      get watching() {
+        return reflector.synced
+      },
+      onUserPodsChanged: (listener) =>
+        reflector.subscribe((pod) => {
+          if (!pod) return listener(null)
+          const user = pod.metadata?.annotations?.[HUB_USERNAME_ANNOTATION]
+          if (user) listener(user)
+        }),
+    }
   }
 
   async podsForUser(username: string, servers: ServerRef[]): Promise<Map<string, PodView>> {

@@ -36,8 +36,16 @@ export class ServerDirectory {
   private readonly views = new WeakMap<UserServers, ViewEntry>()
 
   /** All of the user's named servers, keyed by name. */
-  async list(user: string): Promise<ReadonlyMap<string, ServerObject>> {
-    const hubUser = await this.options.state.read(user)
+  list(user: string): Promise<ReadonlyMap<string, ServerObject>> {
+    return this.listFollowing(user)
+  }
+
+  /**
+   * The user's servers; `following` names one the caller asked for, which the copy of the hub's
+   * state reads afresh (rate-limited) while it is starting or stopping.
+   */
+  private async listFollowing(user: string, following?: string): Promise<ReadonlyMap<string, ServerObject>> {
+    const hubUser = await this.options.state.read(user, following)
     if (!hubUser) return new Map()
     const { pods } = this.options
     const podVersion = pods ? pods.version?.() : 0
@@ -89,7 +97,7 @@ export class ServerDirectory {
 
   /** One of the user's servers; undefined for a name no server can have (no read at all). */
   async get(user: string, name: string): Promise<ServerObject | undefined> {
-    return couldBeServerName(name) ? (await this.list(user)).get(name) : undefined
+    return couldBeServerName(name) ? (await this.listFollowing(user, name)).get(name) : undefined
   }
 
   /** One of the user's servers, or a 404 `SERVER_NOT_FOUND`. */

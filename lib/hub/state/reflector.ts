@@ -3,9 +3,15 @@
  * nothing (README "Performance"); the pattern of KubeSpawner's ResourceReflector, for the hub's
  * users: the copy only mirrors the hub, and readers never go around it.
  *
- * What keeps it current:
- * - the full list of active users (./poller.ts); users absent from it and unknown to the copy
- *   have no server and are answered with no hub call;
+ * What keeps it current, within the hub's budget (README "Performance"):
+ * - the full list of active users (./poller.ts), as often as its measured cost allows with the
+ *   hub alone, and only as a rare resync while the servers' pods are watched; users absent from
+ *   it and unknown to the copy have no server and are answered with no hub call;
+ * - with Kubernetes, the pod copy's events: each pod that changes has its user read alone
+ *   (./targeted-reads.ts), and read again while the hub still shows a server starting or
+ *   stopping, for a few seconds after the pod's last change;
+ * - a read that names a server the copy shows starting or stopping reads its user first, at most
+ *   once a second per user, so a client following a launch sees the hub's change within 2 s;
  * - one-user reads (`GET /users/{name}?include_stopped_servers=1`, shared through the client):
  *   a user the copy held with named servers that drops out of the list is read alone once and
  *   its stopped servers stay ("parked") so they list as `failed`; parked users read lately are
@@ -24,6 +30,15 @@ import { InactiveSweep } from './inactive-sweep.js'
 import { LastStartChecks } from './last-starts.js'
 import { OwnStarts } from './own-starts.js'
 import { ActiveListPoller, type ReflectorLogger } from './poller.js'
+import { TargetedReads } from './targeted-reads.js'
+
+/** Pod changes as the hub users they belong to (lib/kubernetes/pod-reflector.ts's events). */
+export interface PodChanges {
+  /** Calls `listener` with the user of each pod that changes; null when any may have (a relist). */
+  onUserPodsChanged(listener: (user: string | null) => void): () => void
+  /** Whether changes are followed right now (the watch is current). */
+  readonly watching: boolean
+}
 
 /** A user's servers as the copy holds them (never auth_state). Treat as read-only. */
 export interface UserServers {
@@ -47,12 +62,32 @@ export interface HubReflectorStats {
   sweepPages: number
   /** Progress streams asked how a stopped server's last start ended. */
   lastStartChecks: number
+  /** Reads of one user because a pod changed or a client follows a server in transition. */
+  targetedReads: number
+  /** `GET /hub/api/` asked whether the hub answers. */
+  probes: number
+  /** Time between two full lists now, and what the last one took (ms). */
+  listIntervalMs: number
+  listMs: number
 }
 
 export interface HubReflectorOptions {
-  hub: Pick<JupyterHubClient, 'listActiveUsers' | 'listUsersPage' | 'getUser' | 'observe' | 'lastStart'>
-  /** Time between the starts of two lists; default 1000. */
+  hub: Pick<
+    JupyterHubClient,
+    'listActiveUsers' | 'listUsersPage' | 'getUser' | 'observe' | 'lastStart' | 'ping'
+  >
+  /** Shortest time between the starts of two lists with the hub alone; default 1000. */
   pollIntervalMs?: number
+  /** Share of the hub's time the lists may take; default 0.04 (README "Performance"). */
+  listCostShare?: number
+  /** The servers' pods' changes, when Kubernetes is configured. */
+  podChanges?: PodChanges | null
+  /** Shortest time between two full lists while pods are watched; default 120 000. */
+  resyncIntervalMs?: number
+  /** Shortest time between two targeted reads of one user; default 1000. */
+  userReadGapMs?: number
+  /** How long after a pod's change its user is read again while a server is in transition; default 10 000. */
+  followPodMs?: number
   /** How long without an answer to the list before reads fail; default 2000. */
   maxAgeMs?: number
   /** Time limit of each page of the list; default 5000. */
@@ -101,7 +136,11 @@ export class HubReflector implements HubWriteObserver {
   private readonly lastStarts: LastStartChecks
   private readonly sweep: InactiveSweep
   private readonly poller: ActiveListPoller
+  private readonly targeted: TargetedReads
+  /** Users to read again while a server is in transition, until then (after a pod change). */
+  private readonly following = new Map<string, number>()
   private readonly unobserve: () => void
+  private readonly unfollowPods: () => void
   private readonly counts = { stateReads: 0, hubReads: 0, userReads: 0 }
 
   constructor(private readonly options: HubReflectorOptions) {
@@ -129,18 +168,28 @@ export class HubReflector implements HubWriteObserver {
         if (hasNamedServer(user.servers) || this.users.has(user.name)) this.apply(user.name, user, asOf)
       },
     })
+    const { podChanges } = options
     this.poller = new ActiveListPoller({
       hub: this.hub,
-      intervalMs: options.pollIntervalMs,
+      intervalMs: () =>
+        podChanges?.watching ? (options.resyncIntervalMs ?? 120_000) : (options.pollIntervalMs ?? 1000),
+      listCostShare: options.listCostShare,
+      // Liveness and chores once a second, or as often as lists come when they come more often.
+      tickMs: Math.min(1000, options.pollIntervalMs ?? 1000),
       maxAgeMs: options.maxAgeMs,
       timeoutMs: options.pollTimeoutMs,
       log: options.log,
       onList: (users, asOf) => this.merge(users, asOf),
-      afterList: async () => {
+      onTick: async () => {
         await Promise.all([this.checkParked(), this.sweep.step()])
       },
     })
+    this.targeted = new TargetedReads({
+      read: (user) => this.readUser(user).then(() => this.followUp(user)),
+      minGapMs: options.userReadGapMs,
+    })
     this.unobserve = this.hub.observe(this)
+    this.unfollowPods = podChanges?.onUserPodsChanged((user) => this.podChanged(user)) ?? (() => {})
   }
 
   get stats(): HubReflectorStats {
@@ -151,6 +200,10 @@ export class HubReflector implements HubWriteObserver {
       pollFailures: this.poller.failures,
       sweepPages: this.sweep.pages,
       lastStartChecks: this.lastStarts.asked,
+      targetedReads: this.targeted.sent,
+      probes: this.poller.probes,
+      listIntervalMs: Math.round(this.poller.intervalMs),
+      listMs: Math.round(this.poller.listMs),
     }
   }
 
@@ -159,8 +212,12 @@ export class HubReflector implements HubWriteObserver {
     return this.users.size
   }
 
-  /** The user's servers (the default server included, stopped ones too), or null for none. */
-  async read(user: string): Promise<UserServers | null> {
+  /**
+   * The user's servers (the default server included, stopped ones too), or null for none.
+   * `following`: a server the caller asks for by name; while the copy shows it starting or
+   * stopping, the user is read from the hub first (at most once per `userReadGapMs`).
+   */
+  async read(user: string, following?: string): Promise<UserServers | null> {
     this.start()
     let source: HubReadSource = 'state'
     if (!this.poller.hasListed) {
@@ -181,6 +238,11 @@ export class HubReflector implements HubWriteObserver {
       // Not kept current lately: read it now (and keep it current while it is being read).
       source = 'hub'
       await this.readUser(user)
+    } else if (following !== undefined && this.inTransition(entry?.servers[following])) {
+      if (performance.now() - this.targeted.lastSentAt(user) >= (this.options.userReadGapMs ?? 1000)) {
+        source = 'hub'
+        await this.targeted.request(user)
+      }
     }
     const current = this.users.get(user)
     if (current) current.lastReadAt = now()
@@ -198,6 +260,8 @@ export class HubReflector implements HubWriteObserver {
   /** Stops for good; resolves once the list under way (if any) has ended. */
   async stop(): Promise<void> {
     this.unobserve()
+    this.unfollowPods()
+    this.targeted.close()
     this.lastStarts.close()
     await this.poller.stop()
   }
@@ -212,6 +276,31 @@ export class HubReflector implements HubWriteObserver {
     if (!this.poller.started) return
     // A failure marks the user unsure: the next read of it asks the hub (and fails if it must).
     await this.readUser(user).catch(ignore)
+  }
+
+  /** A pod of the user changed (null: any may have): read the user, or list when all may have. */
+  private podChanged(user: string | null): void {
+    if (!this.poller.hasListed) return
+    if (user === null) {
+      this.poller.listSoon()
+      return
+    }
+    this.following.set(user, now() + (this.options.followPodMs ?? 10_000))
+    void this.targeted.request(user)
+  }
+
+  /** After a targeted read: again while a pod changed lately and the hub shows a transition. */
+  private followUp(user: string): void {
+    const until = this.following.get(user)
+    if (until === undefined) return
+    const servers = Object.values(this.users.get(user)?.servers ?? {})
+    if (now() < until && servers.some((server) => this.inTransition(server))) void this.targeted.request(user)
+    else this.following.delete(user)
+  }
+
+  /** Starting or stopping, as the copy shows it. */
+  private inTransition(server: HubServer | undefined): boolean {
+    return !!server && (!!server.pending || (!server.ready && !server.stopped))
   }
 
   private viewOf(user: string, entry: Entry | undefined): UserServers | null {
@@ -267,6 +356,7 @@ export class HubReflector implements HubWriteObserver {
     this.counts.userReads++
     const read = this.hub.getUser(name).then(
       (user) => {
+        this.poller.contact()
         this.apply(name, user, asOf)
         this.unsure.delete(name)
         // Read alone, a user shows how its stopped servers' starts ended from the first read on.
