@@ -23,18 +23,29 @@
  *   included), asked every 250 ms by a user no client uses: p50 / max per phase;
  * - per phase from the hub's log: the service's list pages and token checks (`GET /user`).
  *
+ * Why seeded, not spawned: 5,000 starts through the API cost the hub far more than the
+ * measurement (each one a spawn, database writes and a route); a seeded hub loads them as a hub
+ * restarting over running servers does, about 20 s for 5,000 on a quiet machine. Why not
+ * configurable-http-proxy: the hub only talks to it at start and every 5 minutes
+ * (`last_activity_interval`), so it is not in the measured windows either way, and its node process
+ * would compete with the hub for the same cores. The measuring itself costs the hub about 2% (the
+ * probe's 4 requests a second): that is the "no service" column.
+ *
+ * The hub's CPU share can only show load when the hub gets a core: on a machine whose load average
+ * exceeds its cores the shares are capped and the latencies inflated; the report says so.
+ *
  * Everything listens on 127.0.0.1; every process started is stopped at the end, on Ctrl-C and on
  * failure. Prints the table, per-phase details, and a last line of JSON.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
-import { createWriteStream, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { createWriteStream, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import net from 'node:net'
-import { tmpdir } from 'node:os'
+import { availableParallelism, loadavg, tmpdir } from 'node:os'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
@@ -87,6 +98,8 @@ const maximum = (values: number[]) => (values.length ? Math.max(...values) : Num
 // --- processes and cleanup ------------------------------------------------------------------------
 
 const children = new Set<ChildProcess>()
+/** The run dir of the size being measured, removed on Ctrl-C too (unless --keep). */
+let currentRunDir: string | undefined
 const closers: (() => Promise<unknown>)[] = []
 
 function start(
@@ -125,7 +138,11 @@ process.on('exit', () => {
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
     log(`${signal}: stopping everything`)
-    void cleanup().finally(() => process.exit(130))
+    void cleanup()
+      .then(() =>
+        currentRunDir && !args.keep ? rm(currentRunDir, { recursive: true, force: true }) : undefined,
+      )
+      .finally(() => process.exit(130))
   })
 }
 
@@ -288,15 +305,18 @@ async function startHub(runDir: string, servers: number): Promise<Hub> {
     clientTokens,
     probeToken,
   }
-  // Up when its API answers and every seeded server is active (the hub checks them at start).
-  for (let attempt = 0; ; attempt++) {
+  // Up once it has checked every seeded server and is running (its log says both; asking for the
+  // list meanwhile would only slow it down), and then lists them all as active.
+  const deadline = performance.now() + 300_000
+  const started = (text: string) =>
+    /Initialized \d+ spawners/.test(text) && /JupyterHub is now running/.test(text)
+  while (!started(existsSync(logFile) ? readFileSync(logFile, 'utf8') : '')) {
     if (child.exitCode !== null) throw new Error(`jupyterhub exited (${child.exitCode}); see ${logFile}`)
-    if (attempt > 600)
-      throw new Error(`jupyterhub did not come up with ${servers} servers in 120 s; see ${logFile}`)
-    await sleep(200)
-    const active = await fullList(hub).catch(() => null)
-    if (active?.users === servers) break
+    if (performance.now() > deadline) throw new Error(`jupyterhub did not come up in 300 s; see ${logFile}`)
+    await sleep(250)
   }
+  const active = await fullList(hub)
+  if (active.users !== servers) throw new Error(`the hub lists ${active.users} active users, not ${servers}`)
   log(`hub up with ${servers} active servers after ${((performance.now() - began) / 1000).toFixed(1)} s`)
   return hub
 }
@@ -362,6 +382,7 @@ interface Replica {
 async function startReplica(hub: Hub, runDir: string, index: number): Promise<Replica> {
   const port = await freePort()
   const closedPort = await freePort()
+  const logFile = path.join(runDir, `service-${index}.log`)
   const child = start(
     process.execPath,
     ['--import', 'tsx', 'server.ts'],
@@ -377,12 +398,14 @@ async function startReplica(hub: Hub, runDir: string, index: number): Promise<Re
       GITLAB_URL: `http://127.0.0.1:${closedPort}`,
       LOG_LEVEL: 'warn',
     },
-    path.join(runDir, `service-${index}.log`),
+    logFile,
   )
   const url = `http://127.0.0.1:${port}${PREFIX}`
   for (let attempt = 0; ; attempt++) {
-    if (child.exitCode !== null)
-      throw new Error(`service replica ${index} exited (${child.exitCode}); see ${runDir}`)
+    if (child.exitCode !== null) {
+      const tail = readFileSync(logFile, 'utf8').trim().split('\n').slice(-5).join('\n')
+      throw new Error(`service replica ${index} exited (${child.exitCode}):\n${tail}`)
+    }
     if (attempt > 300) throw new Error(`service replica ${index} did not answer in 30 s`)
     await sleep(100)
     const ok = await fetch(`${url}health`)
@@ -484,6 +507,8 @@ interface Phase {
   clientRequestsFailed: number
   /** Failed client requests by status, over the whole run so far. */
   clientFailures: Record<string, number>
+  /** The machine's 1-minute load average at the end of the window (the hub competes for the cores). */
+  loadAverage: number
 }
 
 interface SizeResult {
@@ -523,19 +548,25 @@ async function measure(hub: Hub, probe: Probe, clients: Clients, replicas: numbe
     clientRequestsOk: clients.ok - okFrom,
     clientRequestsFailed: clients.failed - failedFrom,
     clientFailures: Object.fromEntries(clients.failures),
+    loadAverage: Math.round((loadavg()[0] ?? 0) * 10) / 10,
   }
   log(
     `  ${replicas} replica(s): hub CPU ${phase.hubCpuPercent}%, GET /user p50 ${phase.probeP50Ms} ms max ${phase.probeMaxMs} ms, ` +
       `${phase.servicePagesPerSecond} list pages/s, ${phase.tokenChecksPerMinute} token checks/min, ` +
-      `clients ${phase.clientRequestsOk} ok ${phase.clientRequestsFailed} failed ${JSON.stringify(phase.clientFailures)}`,
+      `load ${phase.loadAverage}, clients ${phase.clientRequestsOk} ok ${phase.clientRequestsFailed} failed ${JSON.stringify(phase.clientFailures)}`,
   )
   return phase
 }
 
 async function runSize(servers: number): Promise<SizeResult> {
   const runDir = await mkdtemp(path.join(tmpdir(), `hub-load-${servers}-`))
+  currentRunDir = runDir
   log(`${servers} active servers (run dir ${runDir})`)
-  const hub = await startHub(runDir, servers)
+  const hub = await startHub(runDir, servers).catch(async (err) => {
+    await cleanup()
+    if (!args.keep) await rm(runDir, { recursive: true, force: true })
+    throw err
+  })
   const probe = new Probe(hub)
   const clients = new Clients()
   try {
@@ -596,18 +627,26 @@ function report(results: SizeResult[]): string {
       (p) =>
         `| ${r.servers.toLocaleString('en')} | ${p.replicas} | ${p.hubCpuPercent}% | ${p.servicePagesPerSecond} | ` +
         `${p.servicePageMs} ms | ${p.tokenChecksPerMinute} | ${p.probeP50Ms} / ${p.probeMaxMs} ms | ` +
-        `${p.clientRequestsOk} / ${p.clientRequestsFailed} |`,
+        `${p.clientRequestsOk} / ${p.clientRequestsFailed} | ${p.loadAverage} |`,
     ),
   )
+  const busiest = Math.max(...results.flatMap((r) => r.phases.map((p) => p.loadAverage)))
+  const cores = availableParallelism()
   return [
+    ...(busiest > cores
+      ? [
+          `Note: the machine's load average reached ${busiest} on ${cores} cores; the hub competed for CPU, so its share is capped and its latencies inflated.`,
+          '',
+        ]
+      : []),
     `Hub CPU share over ${WINDOW_S} s (after ${WARMUP_S} s warm-up); ${CLIENTS} users poll GET servers on every replica every 2 s.`,
     '',
     '| active servers | one full list, hub time | hub CPU, no service | one replica | three replicas | hub `GET /user` p50 / max (none · one · three) |',
     '|---|---|---|---|---|---|',
     ...rows,
     '',
-    '| active servers | replicas | hub CPU | service list pages/s | hub ms per page | token checks/min | hub `GET /user` p50 / max | client GET servers ok / failed |',
-    '|---|---|---|---|---|---|---|---|',
+    '| active servers | replicas | hub CPU | service list pages/s | hub ms per page | token checks/min | hub `GET /user` p50 / max | client GET servers ok / failed | load average |',
+    '|---|---|---|---|---|---|---|---|---|',
     ...details,
   ].join('\n')
 }
