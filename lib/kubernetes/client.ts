@@ -26,7 +26,7 @@ import {
 } from '@kubernetes/client-node'
 import { ConfigError } from '../core/config.js'
 import type { UpstreamObserver } from '../core/metrics.js'
-import type { PodChanges } from '../hub/state/reflector.js'
+import type { PodChanges } from '../hub/state/types.js'
 import type {
   LogRequest,
   LogSource,

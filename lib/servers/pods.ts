@@ -1,4 +1,4 @@
-import type { PodChanges } from '../hub/state/reflector.js'
+import type { PodChanges } from '../hub/state/types.js'
 import type { PodWaiting, ProgressStep, StepDetail } from '../progress/steps.js'
 
 /**

@@ -591,9 +591,10 @@ t.test('hub state copy: the lists’ interval follows their cost; pod changes re
   let atHub: HubUser | null = null
   const calls: string[] = []
   const hub = {
-    async listActiveUsers() {
+    async listActiveUsers(options: { onPage?: () => void } = {}) {
       calls.push('list')
       await sleep(listMs)
+      options.onPage?.()
       return atHub ? [structuredClone(atHub)] : []
     },
     async listUsersPage() {

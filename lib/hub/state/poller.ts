@@ -242,7 +242,7 @@ export class ActiveListPoller {
     // A list's last page is partly full, unless it is the only one.
     const full = pageMs.length > 1 ? pageMs.slice(0, -1) : pageMs
     this.recentPageMs = [...this.recentPageMs, ...full].slice(-RECENT_PAGES)
-    this.listMs = Math.min(...this.recentPageMs) * pageMs.length
+    if (this.recentPageMs.length > 0) this.listMs = Math.min(...this.recentPageMs) * pageMs.length
   }
 
   private async probe(): Promise<void> {

@@ -10,8 +10,9 @@
  * - with Kubernetes, the pod copy's events: each pod that changes has its user read alone
  *   (./targeted-reads.ts), and read again while the hub still shows a server starting or
  *   stopping, for a few seconds after the pod's last change;
- * - a read that names a server the copy shows starting or stopping reads its user first, at most
- *   once a second per user, so a client following a launch sees the hub's change within 2 s;
+ * - a read that names a server the copy shows starting or stopping (or does not hold) reads its
+ *   user first, at most once a second per user, so a client following a launch sees the hub's
+ *   change within 2 s;
  * - one-user reads (`GET /users/{name}?include_stopped_servers=1`, shared through the client):
  *   a user the copy held with named servers that drops out of the list is read alone once and
  *   its stopped servers stay ("parked") so they list as `failed`; parked users read lately are
@@ -25,89 +26,15 @@
  * was sent). Free of Fastify: the first read starts the poller, `stop()` ends it.
  */
 import type { HubReadSource } from '../../core/metrics.js'
-import type { HubServer, HubUser, HubWriteObserver, JupyterHubClient } from '../client.js'
+import type { HubServer, HubUser, HubWriteObserver } from '../client.js'
 import { InactiveSweep } from './inactive-sweep.js'
 import { LastStartChecks } from './last-starts.js'
 import { OwnStarts } from './own-starts.js'
-import { ActiveListPoller, type ReflectorLogger } from './poller.js'
+import { ActiveListPoller } from './poller.js'
 import { TargetedReads } from './targeted-reads.js'
+import type { HubReflectorOptions, HubReflectorStats, UserServers } from './types.js'
 
-/** Pod changes as the hub users they belong to (lib/kubernetes/pod-reflector.ts's events). */
-export interface PodChanges {
-  /** Calls `listener` with the user of each pod that changes; null when any may have (a relist). */
-  onUserPodsChanged(listener: (user: string | null) => void): () => void
-  /** Whether changes are followed right now (the watch is current). */
-  readonly watching: boolean
-}
-
-/** A user's servers as the copy holds them (never auth_state). Treat as read-only. */
-export interface UserServers {
-  name: string
-  servers: Readonly<Record<string, HubServer>>
-}
-
-/** Counters for metrics; they only grow. */
-export interface HubReflectorStats {
-  /** Reads answered from the copy alone. */
-  stateReads: number
-  /** Reads that waited for a hub call (the first list, or one user's read). */
-  hubReads: number
-  /** Complete lists, their pages, and lists that failed. */
-  polls: number
-  pages: number
-  pollFailures: number
-  /** One-user reads: after a start or stop, a user leaving the list, parked users checked. */
-  userReads: number
-  /** Pages of the inactive users read by sweeps. */
-  sweepPages: number
-  /** Progress streams asked how a stopped server's last start ended. */
-  lastStartChecks: number
-  /** Reads of one user because a pod changed or a client follows a server in transition. */
-  targetedReads: number
-  /** `GET /hub/api/` asked whether the hub answers. */
-  probes: number
-  /** Time between two full lists now, and what the last one took (ms). */
-  listIntervalMs: number
-  listMs: number
-}
-
-export interface HubReflectorOptions {
-  hub: Pick<
-    JupyterHubClient,
-    'listActiveUsers' | 'listUsersPage' | 'getUser' | 'observe' | 'lastStart' | 'ping'
-  >
-  /** Shortest time between the starts of two lists with the hub alone; default 1000. */
-  pollIntervalMs?: number
-  /** Share of the hub's time the lists may take; default 0.04 (README "Performance"). */
-  listCostShare?: number
-  /** The servers' pods' changes, when Kubernetes is configured. */
-  podChanges?: PodChanges | null
-  /** Shortest time between two full lists while pods are watched; default 120 000. */
-  resyncIntervalMs?: number
-  /** Shortest time between two targeted reads of one user; default 1000. */
-  userReadGapMs?: number
-  /** How long after a pod's change its user is read again while a server is in transition; default 10 000. */
-  followPodMs?: number
-  /** How long without an answer to the list before reads fail; default 2000. */
-  maxAgeMs?: number
-  /** Time limit of each page of the list; default 5000. */
-  pollTimeoutMs?: number
-  /** Parked users (stopped servers only) read again per list, of those read lately; default 1. */
-  parkedChecksPerPoll?: number
-  /** How long after its last read a parked user is kept current; default 60 000. */
-  watchMs?: number
-  /** Time between two sweeps of the inactive users (one page per list); default 600 000. */
-  sweepIntervalMs?: number
-  /** Time limit of asking how a stopped server's last start ended; default 2000. */
-  lastStartTimeoutMs?: number
-  /** Wait before asking that again when the hub did not tell; default 30 000. */
-  lastStartRetryMs?: number
-  /** How many of those questions may be under way at once; default 4. */
-  lastStartConcurrency?: number
-  log?: ReflectorLogger
-  /** Told of every read and where it was answered from (for metrics). */
-  onRead?: (source: HubReadSource) => void
-}
+export type { HubReflectorOptions, HubReflectorStats, PodChanges, UserServers } from './types.js'
 
 interface Entry {
   servers: Record<string, HubServer>
@@ -141,6 +68,8 @@ export class HubReflector implements HubWriteObserver {
   private readonly following = new Map<string, number>()
   private readonly unobserve: () => void
   private readonly unfollowPods: () => void
+  /** Reads by name of servers the copy does not hold, this second. */
+  private unknownReads = { second: 0, count: 0 }
   private readonly counts = { stateReads: 0, hubReads: 0, userReads: 0 }
 
   constructor(private readonly options: HubReflectorOptions) {
@@ -215,7 +144,7 @@ export class HubReflector implements HubWriteObserver {
   /**
    * The user's servers (the default server included, stopped ones too), or null for none.
    * `following`: a server the caller asks for by name; while the copy shows it starting or
-   * stopping, the user is read from the hub first (at most once per `userReadGapMs`).
+   * stopping, or does not hold it, the user is read from the hub first (see `worthReading`).
    */
   async read(user: string, following?: string): Promise<UserServers | null> {
     this.start()
@@ -238,11 +167,9 @@ export class HubReflector implements HubWriteObserver {
       // Not kept current lately: read it now (and keep it current while it is being read).
       source = 'hub'
       await this.readUser(user)
-    } else if (following !== undefined && this.inTransition(entry?.servers[following])) {
-      if (performance.now() - this.targeted.lastSentAt(user) >= (this.options.userReadGapMs ?? 1000)) {
-        source = 'hub'
-        await this.targeted.request(user)
-      }
+    } else if (following !== undefined && this.worthReading(user, entry?.servers[following])) {
+      source = 'hub'
+      await this.targeted.request(user)
     }
     const current = this.users.get(user)
     if (current) current.lastReadAt = now()
@@ -296,6 +223,20 @@ export class HubReflector implements HubWriteObserver {
     const servers = Object.values(this.users.get(user)?.servers ?? {})
     if (now() < until && servers.some((server) => this.inTransition(server))) void this.targeted.request(user)
     else this.following.delete(user)
+  }
+
+  /**
+   * Whether a read by name should ask the hub first: the server is starting or stopping (a
+   * launch's cost), or unknown to the copy (it may have been started elsewhere a moment ago;
+   * such reads share a replica-wide allowance, so clients asking for names that do not exist
+   * cannot load the hub). Never more than once per `userReadGapMs` per user.
+   */
+  private worthReading(user: string, server: HubServer | undefined): boolean {
+    if (now() - this.targeted.lastSentAt(user) < (this.options.userReadGapMs ?? 1000)) return false
+    if (server) return this.inTransition(server)
+    const second = Math.floor(now() / 1000)
+    if (second !== this.unknownReads.second) this.unknownReads = { second, count: 0 }
+    return this.unknownReads.count++ < (this.options.unknownServerReadsPerSecond ?? 5)
   }
 
   /** Starting or stopping, as the copy shows it. */
