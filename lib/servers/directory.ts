@@ -95,14 +95,22 @@ export class ServerDirectory {
     }
   }
 
-  /** One of the user's servers; undefined for a name no server can have (no read at all). */
+  /** One of the user's servers, from the copy; undefined for a name no server can have (no read at all). */
   async get(user: string, name: string): Promise<ServerObject | undefined> {
+    return couldBeServerName(name) ? (await this.list(user)).get(name) : undefined
+  }
+
+  /**
+   * One of the user's servers as a client asking for it by name sees it: while the copy shows it
+   * starting or stopping (or does not hold it), the hub is asked first, rate-limited.
+   */
+  async follow(user: string, name: string): Promise<ServerObject | undefined> {
     return couldBeServerName(name) ? (await this.listFollowing(user, name)).get(name) : undefined
   }
 
-  /** One of the user's servers, or a 404 `SERVER_NOT_FOUND`. */
+  /** One of the user's servers as a client asking for it sees it, or a 404 `SERVER_NOT_FOUND`. */
   async require(user: string, name: string): Promise<ServerObject> {
-    const server = await this.get(user, name)
+    const server = await this.follow(user, name)
     if (!server) throw noSuchServer(name)
     return server
   }
