@@ -16,7 +16,7 @@ const upwardImports = [
   ['plugins-below-routes', '^plugins/', '^(routes|app)'],
   [
     'service-never-imports-the-harness',
-    '^(lib|plugins|routes|schemas|git-proxy)/|^(app|server)\\.ts$',
+    '^(lib|plugins|routes|schemas|git-proxy)/|^(app|server|sweep-volumes)\\.ts$',
     '^(dev|test|bench|scripts)/',
   ],
   ['harness-is-not-a-test', '^(dev|bench|scripts)/', '^test/'],
@@ -35,7 +35,7 @@ module.exports = {
       name: 'git-proxy-stands-alone',
       severity: 'error',
       from: { path: '^git-proxy/' },
-      to: { path: '^(?!git-proxy/|node_modules/)', dependencyTypesNot: ['core'] },
+      to: { dependencyTypes: ['local'], pathNot: '^git-proxy/' },
     },
   ],
   options: {

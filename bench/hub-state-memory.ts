@@ -7,7 +7,7 @@
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { JupyterHubClient } from '../lib/hub/client.js'
-import { HubState } from '../lib/hub/state.js'
+import { HubReflector } from '../lib/hub/state/reflector.js'
 
 const USERS = Number(process.env.BENCH_MEMORY_USERS ?? 10_000)
 const gc = (globalThis as { gc?: () => void }).gc
@@ -82,7 +82,12 @@ const measure = () => {
 }
 const client = new JupyterHubClient({ apiUrl, apiToken: 'unused' })
 // Long enough that the one list taken in is the only one during the measurement.
-const state = new HubState({ hub: client, pollIntervalMs: 60_000, maxAgeMs: 120_000, pollTimeoutMs: 60_000 })
+const state = new HubReflector({
+  hub: client,
+  pollIntervalMs: 60_000,
+  maxAgeMs: 120_000,
+  pollTimeoutMs: 60_000,
+})
 const before = measure()
 const started = performance.now()
 const sample = await state.read('user-00000')

@@ -78,7 +78,7 @@ async function run(seconds: number, connections: number, rounds: number): Promis
   // The two designs: a watched copy of the pods, and one pod list per request.
   const cached = createKubernetesPods({ kubeconfig: up.kubeconfigPath, namespace: 'renku' })
   const listing = createKubernetesPods({ kubeconfig: up.kubeconfigPath, namespace: 'renku', cache: false })
-  await cached.cache?.whenSynced()
+  await cached.reflector?.whenSynced()
   const agent = new http.Agent({ keepAlive: true })
   const readUser = () =>
     new Promise<HubUserLike>((resolve, reject) => {

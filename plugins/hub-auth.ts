@@ -18,19 +18,46 @@ declare module 'fastify' {
 }
 
 export interface HubAuthOptions {
-  /** How long the hub's answer about a token is trusted at most, counted from the question (≤ 60 s). */
+  /**
+   * How long the hub's answer about a token is trusted, counted from the question: 1 to
+   * 300 000 ms (5 minutes, JupyterHub's own `HubAuth` default, is also the most).
+   */
   ttlMs?: number
-  /** From this age a known token is re-checked in the background while its answer is still used. */
-  refreshAfterMs?: number
-  /** How long a refusal is remembered (at most `ttlMs`). */
+  /** How long a refusal is remembered: 1 ms up to `ttlMs` (the default). */
   refusedTtlMs?: number
+  /** How many tokens' answers are kept at most; default 10 000. */
   maxEntries?: number
 }
 
-/** The hub's answer about one token (null: refused) and when it was asked. */
+/** JupyterHub's `HubAuth.cache_max_age`: the longest a token's answer may be trusted. */
+export const TOKEN_TTL_MAX_MS = 5 * 60_000
+
+/** Refuses options the plugin cannot honour, naming the option, as `@fastify/oauth2` does. */
+export function checkHubAuthOptions(options: Record<string, unknown>): Required<HubAuthOptions> {
+  const known = new Set(['ttlMs', 'refusedTtlMs', 'maxEntries'])
+  for (const name of Object.keys(options)) {
+    if (!known.has(name))
+      throw new Error(`hub-auth: options.${name} is not an option (${[...known].join(', ')})`)
+  }
+  const whole = (name: string, value: unknown, max: number): number => {
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > max) {
+      throw new Error(
+        `hub-auth: options.${name} must be a whole number from 1 to ${max}, not ${String(value)}`,
+      )
+    }
+    return value
+  }
+  const ttlMs = whole('ttlMs', options.ttlMs ?? TOKEN_TTL_MAX_MS, TOKEN_TTL_MAX_MS)
+  return {
+    ttlMs,
+    refusedTtlMs: whole('refusedTtlMs', options.refusedTtlMs ?? ttlMs, ttlMs),
+    maxEntries: whole('maxEntries', options.maxEntries ?? 10_000, 10_000_000),
+  }
+}
+
+/** The hub's answer about one token (null: refused). */
 interface Checked {
   identity: HubIdentity | null
-  askedAt: number
 }
 
 const tokenHeader = /^(?:token|bearer)\s+(\S+)\s*$/i
@@ -42,58 +69,39 @@ export function tokenOf(request: FastifyRequest): string | undefined {
 }
 
 /**
- * Identifies callers by their JupyterHub token (the header first, else the one in the login
- * session cookie), asking the hub and remembering its answer briefly (SPEC 3): at most 60 s,
- * re-checked in the background from half of that, so that a token in use never waits on the
- * hub after its first check. Tokens are kept only as hashes.
+ * Identifies callers by their JupyterHub token (the header first, else the login session
+ * cookie), asking the hub at most once per token per `ttlMs` (5 minutes, as JupyterHub's own
+ * `HubAuth` does; README "Configuration"): concurrent first uses share that one `GET /user`, and
+ * a token the hub refuses stops working at once on this replica, for the cookie too. The
+ * cookie is verified by the service alone: it carries the identity the hub gave at login, sealed
+ * with its expiry, so a request with it makes no hub call. Tokens are kept only as hashes.
  * @see {@link https://jupyterhub.readthedocs.io/en/stable/reference/services.html}
  */
 export default fp<HubAuthOptions>(
   async (fastify, options) => {
-    const ttl = Math.min(options.ttlMs ?? 60_000, 60_000)
-    const refreshAfter = Math.min(options.refreshAfterMs ?? ttl / 2, ttl)
-    // Refusals are remembered for a moment, so a flood of bad tokens cannot load the hub.
-    const refusedTtl = Math.min(options.refusedTtlMs ?? 5_000, ttl)
+    const { ttlMs, refusedTtlMs, maxEntries } = checkHubAuthOptions(options as Record<string, unknown>)
 
     // Keyed by the token's hash; the token itself is only the context of a call under way.
-    // An entry lives until its hard limit (the LRU's TTL). A call under way sits in the cache,
-    // so concurrent first uses of a token share one `GET /user`, as do the requests that find a
-    // re-check under way.
+    // A call under way sits in the cache, so concurrent first uses of a token share one
+    // `GET /user`. An answer lives until its limit (the LRU's TTL), and is not re-checked before.
     const identities = new LRUCache<string, Checked, string>({
-      max: options.maxEntries ?? 10_000,
-      ttl,
+      max: maxEntries,
+      ttl: ttlMs,
       fetchMethod: async (_key, _stale, { options: entry, context: token }) => {
         const askedAt = performance.now()
         const identity = await fastify.jupyterhub.whoami(token)
         // Trusted from when the hub was asked, not from when it answered.
         const spent = performance.now() - askedAt
-        entry.ttl = Math.max(1, (identity ? ttl : refusedTtl) - spent)
-        return { identity, askedAt }
+        entry.ttl = Math.max(1, (identity ? ttlMs : refusedTtlMs) - spent)
+        return { identity }
       },
-      // A failed re-check keeps the earlier answer until its hard limit; a failed first check
-      // leaves nothing behind.
-      noDeleteOnFetchRejection: true,
       // A call whose entry was pushed out still answers the requests waiting for it.
       ignoreFetchAbort: true,
     })
+    const keyOf = (token: string) => createHash('sha256').update(token).digest('base64')
 
     async function identify(token: string): Promise<HubIdentity | null> {
-      const key = createHash('sha256').update(token).digest('base64')
-      // Within its hard limit (a refused token's is short), or undefined.
-      const known = identities.get(key)
-      if (known?.identity && performance.now() - known.askedAt >= refreshAfter) {
-        // Answered now; the hub is asked again meanwhile, so a revoked token stops working
-        // within the hard limit without requests waiting on the hub.
-        identities.fetch(key, { context: token, forceRefresh: true }).catch((err: unknown) => {
-          fastify.log.debug(
-            { upstream: 'JupyterHub', reason: (err as Error).message },
-            'token re-check failed; the earlier answer stands until its limit',
-          )
-        })
-        return known.identity
-      }
-      if (known) return known.identity
-      const checked = await identities.fetch(key, { context: token })
+      const checked = await identities.fetch(keyOf(token), { context: token })
       return checked?.identity ?? null
     }
 
@@ -105,8 +113,14 @@ export default fp<HubAuthOptions>(
       const token = tokenOf(request)
       if (token) return identify(token)
       const session = sessions.open(request.cookies?.[SESSION_COOKIE])
-      const identity = session ? await identify(session.token) : null
-      return identity && identity.name === session?.user ? identity : null
+      if (!session) return null
+      const key = keyOf(session.token)
+      // Refused by the hub on this replica (e.g. revoked, seen in a header): refused here too.
+      if (identities.get(key, { allowStale: false })?.identity === null) return null
+      if (session.identity) return session.identity
+      // A cookie sealed before it carried the identity: its token is checked like a header's.
+      const identity = await identify(session.token)
+      return identity && identity.name === session.user ? identity : null
     }
 
     fastify.decorateRequest('user', null)

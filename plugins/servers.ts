@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { ConfigError } from '../lib/core/config.js'
-import { HubState } from '../lib/hub/state.js'
+import { HubReflector } from '../lib/hub/state/reflector.js'
 import { ServerDirectory } from '../lib/servers/directory.js'
 import { Launcher } from '../lib/servers/launcher.js'
 import { LocalLogSource } from '../lib/servers/local-logs.js'
@@ -14,7 +14,7 @@ declare module 'fastify' {
   interface FastifyInstance {
     serverDirectory: ServerDirectory
     /** This replica's copy of the hub's server state (counters in `stats`). */
-    hubState: HubState
+    hubReflector: HubReflector
     launcher: Launcher
     stopper: Stopper
     /** Where server logs come from; null when neither local log files nor Kubernetes are configured. */
@@ -28,15 +28,16 @@ declare module 'fastify' {
 export default fp(
   async (fastify) => {
     const { config, jupyterhub, gitlab, kubernetes } = fastify
-    const hubState = new HubState({
+    const hubReflector = new HubReflector({
       hub: jupyterhub,
+      podChanges: kubernetes?.changes,
       log: fastify.log,
       onRead: (source) => fastify.metrics.countHubRead(source),
     })
-    fastify.decorate('hubState', hubState)
-    fastify.addHook('onClose', () => hubState.stop())
+    fastify.decorate('hubReflector', hubReflector)
+    fastify.addHook('onClose', () => hubReflector.stop())
     const directory = new ServerDirectory({
-      state: hubState,
+      state: hubReflector,
       pods: kubernetes,
       origin: config.hubOrigin,
       baseUrl: config.hubBaseUrl,

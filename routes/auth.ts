@@ -119,6 +119,7 @@ const authRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         token,
         user: identity.name,
         expiresAt: Date.now() + maxAge * 1000,
+        identity,
       })
       request.log.info({ user: identity.name }, 'login')
       reply.setCookie(SESSION_COOKIE, value, { ...hubLogin.cookieOptions, maxAge })

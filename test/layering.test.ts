@@ -11,6 +11,7 @@ const ROOT = path.resolve(import.meta.dirname, '..')
 const SOURCES = [
   'app.ts',
   'server.ts',
+  'sweep-volumes.ts',
   'lib',
   'plugins',
   'routes',

@@ -5,8 +5,9 @@
  * authenticated with AES-256-GCM. The key is derived with HKDF-SHA256 from the service's API
  * token, so every replica derives the same key without another secret, and changing the API
  * token ends every session. Encryption rather than a signature alone, because the payload
- * is a hub token: whoever sees the cookie (a log, a proxy) must not learn it. The token inside
- * is still checked with the hub on use, so a token the hub revoked stops working.
+ * is a hub token: whoever sees the cookie (a log, a proxy) must not learn it. The cookie also
+ * carries who the hub said the token belongs to at login, so the service verifies it alone, with
+ * no hub call per request; a token the hub refuses later (seen in a header) stops it too.
  */
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto'
 
@@ -21,6 +22,8 @@ export interface Session {
   user: string
   /** Epoch milliseconds. */
   expiresAt: number
+  /** Who the hub said the token belongs to at login (absent in cookies sealed before it was kept). */
+  identity?: { name: string; kind: string; admin: boolean }
 }
 
 const VERSION = 'v1'
@@ -40,7 +43,12 @@ export class SessionSealer {
     const cipher = createCipheriv('aes-256-gcm', this.key, iv)
     // The cookie's name is authenticated too, so a sealed value is only valid as this cookie.
     cipher.setAAD(Buffer.from(SESSION_COOKIE))
-    const payload = JSON.stringify({ t: session.token, u: session.user, e: session.expiresAt })
+    const payload = JSON.stringify({
+      t: session.token,
+      u: session.user,
+      e: session.expiresAt,
+      ...(session.identity && { k: session.identity.kind, a: session.identity.admin }),
+    })
     const sealed = Buffer.concat([iv, cipher.update(payload, 'utf8'), cipher.final(), cipher.getAuthTag()])
     return `${VERSION}.${sealed.toString('base64url')}`
   }
@@ -58,10 +66,12 @@ export class SessionSealer {
         decipher.update(sealed.subarray(IV_BYTES, sealed.length - TAG_BYTES)),
         decipher.final(),
       ]).toString('utf8')
-      const { t, u, e } = JSON.parse(text) as { t?: unknown; u?: unknown; e?: unknown }
+      const { t, u, e, k, a } = JSON.parse(text) as Record<string, unknown>
       if (typeof t !== 'string' || typeof u !== 'string' || typeof e !== 'number') return null
       if (e <= now) return null
-      return { token: t, user: u, expiresAt: e }
+      const session: Session = { token: t, user: u, expiresAt: e }
+      if (typeof k === 'string' && typeof a === 'boolean') session.identity = { name: u, kind: k, admin: a }
+      return session
     } catch {
       // Tampered, truncated or sealed with another key.
       return null

@@ -16,7 +16,7 @@ export interface HubServer {
   state: Record<string, unknown> | null
   /**
    * Not the hub's: for a stopped server, how its last start ended, once the copy of the hub's
-   * state (lib/hub-state.ts) has asked (`JupyterHubClient.lastStart`).
+   * state (lib/hub/state/) has asked (`JupyterHubClient.lastStart`).
    */
   last_start?: LastStart
 }
@@ -84,7 +84,10 @@ export class JupyterHubClient {
   private readonly http: HttpClient
   private readonly auth: Record<string, string>
   private readonly slowCallTimeoutMs: number
-  /** In-flight user reads, shared by concurrent callers so a burst costs the hub one call. */
+  /**
+   * In-flight user reads, shared by concurrent callers so a burst costs the hub one call: the
+   * only place reads are shared (the copy of the hub's state reads through here).
+   */
   private readonly userReads = new Map<string, Promise<HubUser | null>>()
   private readonly observers = new Set<HubWriteObserver>()
 
@@ -197,8 +200,8 @@ export class JupyterHubClient {
     await Promise.all([...this.observers].map((observer) => observer.changed(user)))
   }
 
-  /** Makes later reads of this user start afresh instead of joining one already under way. */
-  forget(name: string): void {
+  /** Makes later reads of this user start afresh instead of joining one sent before a change. */
+  private forget(name: string): void {
     this.userReads.delete(name)
   }
 

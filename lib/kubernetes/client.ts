@@ -3,7 +3,7 @@
  *
  * Call pattern:
  * - In the background (unless `cache: false`): one list and one long-lived watch of all pods
- *   that have the `renku.io/username` label (see PodCache), re-opened every 5 minutes.
+ *   that have the `renku.io/username` label (see PodReflector), re-opened every 5 minutes.
  * - `podsForUser`: the user's pods come from that copy; only while it is not current (start-up,
  *   a broken watch) one pod list (`labelSelector=renku.io/username=<escaped user>`). Then at
  *   most one event list, when some matched pods are not ready: by pod name when one is, else
@@ -26,6 +26,7 @@ import {
 } from '@kubernetes/client-node'
 import { ConfigError } from '../core/config.js'
 import type { UpstreamObserver } from '../core/metrics.js'
+import type { PodChanges } from '../hub/state/types.js'
 import type {
   LogRequest,
   LogSource,
@@ -45,8 +46,8 @@ import {
   USERNAME_LABEL,
 } from './labels.js'
 import { DELETE_POD, LIST_EVENTS, LIST_PODS, READ_POD_LOG } from './operations.js'
-import { PodCache } from './pod-cache.js'
 import { podLaunch } from './pod-progress.js'
+import { PodReflector } from './pod-reflector.js'
 import { isPodReady, notebookContainer, toPodView } from './pod-view.js'
 
 /** The logger subset used (pino's signature), so the class stays free of Fastify. */
@@ -61,7 +62,7 @@ export interface KubernetesPodsOptions {
   namespace: string
   log?: KubernetesLogger
   /** A running copy of the notebook pods; without it every read lists pods. */
-  cache?: PodCache
+  reflector?: PodReflector
   /** Called by `close()`: frees the connections of the client. */
   onClose?: () => void
   /** Told of each API call with its operation, outcome and duration. */
@@ -123,13 +124,13 @@ export class KubernetesPods implements PodInspector, LogSource, PodLaunchSource 
   private readonly onClose?: () => void
   private readonly observe?: UpstreamObserver
   /** The watched copy of the pods, when there is one. */
-  readonly cache?: PodCache
+  readonly reflector?: PodReflector
 
   constructor(options: KubernetesPodsOptions) {
     this.api = options.api
     this.namespace = options.namespace
     this.log = options.log
-    this.cache = options.cache
+    this.reflector = options.reflector
     this.onClose = options.onClose
     this.observe = options.observe
   }
@@ -142,7 +143,7 @@ export class KubernetesPods implements PodInspector, LogSource, PodLaunchSource 
   private async userPods(username: string): Promise<V1Pod[]> {
     const label = escapeUsername(username)
     if (!isLabelValue(label)) return []
-    const items = this.cache?.synced ? this.cache.list() : await this.listPods(label)
+    const items = this.reflector?.synced ? this.reflector.list() : await this.listPods(label)
     return items.filter((pod) => {
       const labels = pod.metadata?.labels ?? {}
       const hubName = pod.metadata?.annotations?.[HUB_USERNAME_ANNOTATION]
@@ -186,7 +187,7 @@ export class KubernetesPods implements PodInspector, LogSource, PodLaunchSource 
 
   /** All notebook pods: the watched copy when current, else one list. */
   async allPods(): Promise<V1Pod[]> {
-    if (this.cache?.synced) return this.cache.list()
+    if (this.reflector?.synced) return this.reflector.list()
     try {
       const list = await observeCall(this.observe, LIST_PODS, () =>
         this.api.listNamespacedPod({ namespace: this.namespace, labelSelector: USERNAME_LABEL }),
@@ -198,7 +199,24 @@ export class KubernetesPods implements PodInspector, LogSource, PodLaunchSource 
   }
 
   version(): number | undefined {
-    return this.cache?.synced ? this.cache.version : undefined
+    return this.reflector?.synced ? this.reflector.version : undefined
+  }
+
+  /** Pod changes as hub users: the unescaped name KubeSpawner records on each pod. */
+  get changes(): PodChanges | undefined {
+    const { reflector } = this
+    if (!reflector) return undefined
+    return {
+      get watching() {
+        return reflector.synced
+      },
+      onUserPodsChanged: (listener) =>
+        reflector.subscribe((pod) => {
+          if (!pod) return listener(null)
+          const user = pod.metadata?.annotations?.[HUB_USERNAME_ANNOTATION]
+          if (user) listener(user)
+        }),
+    }
   }
 
   async podsForUser(username: string, servers: ServerRef[]): Promise<Map<string, PodView>> {
@@ -315,7 +333,7 @@ export class KubernetesPods implements PodInspector, LogSource, PodLaunchSource 
   }
 
   close(): void {
-    this.cache?.stop()
+    this.reflector?.stop()
     this.onClose?.()
   }
 }
@@ -384,9 +402,9 @@ export function createKubernetesPods(options: KubernetesClientOptions): Kubernet
       promiseMiddleware: [middleware],
     }),
   )
-  let cache: PodCache | undefined
+  let reflector: PodReflector | undefined
   if (options.cache !== false) {
-    cache = new PodCache({
+    reflector = new PodReflector({
       api,
       watch: new Watch(kc),
       namespace,
@@ -394,13 +412,13 @@ export function createKubernetesPods(options: KubernetesClientOptions): Kubernet
       log: options.log,
       observe: options.observe,
     })
-    cache.start()
+    reflector.start()
   }
   return new KubernetesPods({
     api,
     namespace,
     log: options.log,
-    cache,
+    reflector,
     onClose: close,
     observe: options.observe,
   })

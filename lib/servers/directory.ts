@@ -1,12 +1,12 @@
 import type { ServerObject } from '../../schemas/servers.js'
 import { UpstreamError } from '../core/errors.js'
-import type { HubState, UserServers } from '../hub/state.js'
+import type { HubReflector, UserServers } from '../hub/state/reflector.js'
 import type { PodInspector, PodView } from './pods.js'
 import { couldBeServerName, noSuchServer, toServerObject } from './server-object.js'
 
 export interface ServerDirectoryOptions {
   /** This replica's copy of the hub's server state. */
-  state: Pick<HubState, 'read'>
+  state: Pick<HubReflector, 'read'>
   /** Pod details from Kubernetes, when configured. */
   pods: PodInspector | null
   origin: string
@@ -36,8 +36,16 @@ export class ServerDirectory {
   private readonly views = new WeakMap<UserServers, ViewEntry>()
 
   /** All of the user's named servers, keyed by name. */
-  async list(user: string): Promise<ReadonlyMap<string, ServerObject>> {
-    const hubUser = await this.options.state.read(user)
+  list(user: string): Promise<ReadonlyMap<string, ServerObject>> {
+    return this.listFollowing(user)
+  }
+
+  /**
+   * The user's servers; `following` names one the caller asked for, which the copy of the hub's
+   * state reads afresh (rate-limited) while it is starting or stopping.
+   */
+  private async listFollowing(user: string, following?: string): Promise<ReadonlyMap<string, ServerObject>> {
+    const hubUser = await this.options.state.read(user, following)
     if (!hubUser) return new Map()
     const { pods } = this.options
     const podVersion = pods ? pods.version?.() : 0
@@ -87,14 +95,22 @@ export class ServerDirectory {
     }
   }
 
-  /** One of the user's servers; undefined for a name no server can have (no read at all). */
+  /** One of the user's servers, from the copy; undefined for a name no server can have (no read at all). */
   async get(user: string, name: string): Promise<ServerObject | undefined> {
     return couldBeServerName(name) ? (await this.list(user)).get(name) : undefined
   }
 
-  /** One of the user's servers, or a 404 `SERVER_NOT_FOUND`. */
+  /**
+   * One of the user's servers as a client asking for it by name sees it: while the copy shows it
+   * starting or stopping (or does not hold it), the hub is asked first, rate-limited.
+   */
+  async follow(user: string, name: string): Promise<ServerObject | undefined> {
+    return couldBeServerName(name) ? (await this.listFollowing(user, name)).get(name) : undefined
+  }
+
+  /** One of the user's servers as a client asking for it sees it, or a 404 `SERVER_NOT_FOUND`. */
   async require(user: string, name: string): Promise<ServerObject> {
-    const server = await this.get(user, name)
+    const server = await this.follow(user, name)
     if (!server) throw noSuchServer(name)
     return server
   }

@@ -1,3 +1,4 @@
+import type { PodChanges } from '../hub/state/types.js'
 import type { PodWaiting, ProgressStep, StepDetail } from '../progress/steps.js'
 
 /**
@@ -36,6 +37,8 @@ export interface PodInspector {
    * while each read asks the API. Lets callers reuse what they built from unchanged pods.
    */
   version?(): number | undefined
+  /** The pods' changes as the hub users they belong to, while pods come from a watched copy. */
+  changes?: PodChanges
   /** The pods of a user's servers, keyed by server name, read with one list call. */
   podsForUser(username: string, servers: ServerRef[]): Promise<Map<string, PodView>>
   /** Deletes a pod (grace period 30 s); resolves when the API accepted it or the pod is already gone. */

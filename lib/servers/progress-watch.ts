@@ -35,7 +35,7 @@ export interface WatchLogger {
 
 export interface LaunchWatchesOptions {
   hub: Pick<JupyterHubClient, 'progressEvents'>
-  servers: { get(user: string, name: string): Promise<ServerObject | undefined> }
+  servers: { follow(user: string, name: string): Promise<ServerObject | undefined> }
   pods: PodLaunchSource | null
   /** How often the pod copy is looked at; default 1000 ms. */
   podPollMs?: number
@@ -159,7 +159,7 @@ export class LaunchWatch {
       // The hub ended without a last event, or has no start to report: what is the server now?
       let now: ServerObject | undefined
       try {
-        now = await servers.get(this.user, this.server.name)
+        now = await servers.follow(this.user, this.server.name)
       } catch (err) {
         log?.warn({ upstream: 'JupyterHub', detail: (err as UpstreamError).detail }, 'server read failed')
         await sleep(retryMs, signal)

@@ -174,11 +174,23 @@ t.test('OAuth login through a real JupyterHub', async (t) => {
     t.equal(back.json().name, 'alice')
   })
 
-  await t.test('every API route accepts the cookie', async (t) => {
-    for (const path of ['user', 'servers', 'server_options']) {
+  await t.test('every API route accepts the cookie, with no hub call to verify it', async (t) => {
+    const whoami = app.jupyterhub.whoami.bind(app.jupyterhub)
+    let checks = 0
+    app.jupyterhub.whoami = (token: string) => {
+      checks++
+      return whoami(token)
+    }
+    t.teardown(() => {
+      app.jupyterhub.whoami = whoami
+    })
+    // Past the short TTL of this app's token answers: a header would be checked again by now.
+    await new Promise((resolve) => setTimeout(resolve, 400))
+    for (const path of ['user', 'servers', 'server_options', 'user', 'servers']) {
       const res = await jar.go(`${service}${path}`, { headers: api })
       t.equal(res.status, 200, path)
     }
+    t.equal(checks, 0, 'no GET /user for cookie requests')
     const missing = await jar.go(`${service}servers/nope`, { headers: api })
     t.equal(missing.status, 404, 'authenticated, the server is just missing')
     const direct401 = await new CookieJar().go(`${direct}user`, { headers: api })
@@ -302,7 +314,7 @@ t.test('OAuth login through a real JupyterHub', async (t) => {
     const next = await new CookieJar().go(`${service}logout?next=${encodeURIComponent(`${PREFIX}docs`)}`)
     t.equal(next.location, `${service}docs`)
   })
-  await t.test('a token the hub revoked stops working', async (t) => {
+  await t.test('a token the hub refused stops working at once, for its cookie too', async (t) => {
     const revoked = new CookieJar()
     await hubLogin(revoked, publicUrl, 'alice')
     const { step } = await throughHub(revoked, await revoked.go(`${service}login`))
@@ -325,7 +337,20 @@ t.test('OAuth login through a real JupyterHub', async (t) => {
     const res = await fetch(`${hub.apiUrl}/user`, { headers: { authorization: `token ${token}` } })
     t.not(res.status, 200, 'the hub no longer accepts the token')
     await res.arrayBuffer()
-    t.equal((await revoked.go(`${service}user`, { headers: api })).status, 401, 'an API call gets 401')
+    // The cookie is verified by the service alone, until the hub refuses its token on a call.
+    t.equal(
+      (await revoked.go(`${service}user`, { headers: api })).status,
+      200,
+      'the cookie alone: no hub call',
+    )
+    const header = await fetch(`${direct}user`, { headers: { ...api, authorization: `token ${token}` } })
+    t.equal(header.status, 401, 'the token in a header is checked and refused')
+    await header.arrayBuffer()
+    t.equal(
+      (await revoked.go(`${service}user`, { headers: api })).status,
+      401,
+      'then its cookie gets 401 at once',
+    )
     const browser = await revoked.go(`${service}user`)
     t.equal(browser.status, 302, 'a browser is sent to log in again')
   })

@@ -126,7 +126,7 @@ t.test(
 
 t.test('each pod state, as the user sees it', async (t) => {
   const { app } = await build(t, config(env()))
-  await pods(app).cache?.whenSynced()
+  await pods(app).reflector?.whenSynced()
   // One server at a time: the events call is then by pod name and includes Normal events.
   const view = async (name: PodFixtureName): Promise<PodView | undefined> =>
     (await pods(app).podsForUser('alice', [{ name: server(name) }])).get(server(name))
@@ -210,13 +210,14 @@ t.test('each pod state, as the user sees it', async (t) => {
 t.test('call pattern: from the watched copy no pod call per lookup; at most one events call', async (t) => {
   const { app } = await build(t, config(env()))
   const k8s = pods(app)
-  await k8s.cache?.whenSynced()
+  await k8s.reflector?.whenSynced()
   const names = Array.from({ length: 10 }, (_, i) => `notebook-${i}-0a1b2c3d`)
   kube.seedServers('carol', names)
   t.ok(
     await until(
       () =>
-        k8s.cache?.list().filter((p) => p.metadata?.labels?.['renku.io/username'] === 'carol').length === 10,
+        k8s.reflector?.list().filter((p) => p.metadata?.labels?.['renku.io/username'] === 'carol').length ===
+        10,
     ),
   )
 
@@ -323,9 +324,9 @@ t.test('call pattern without the copy: one pod list for N servers', async (t) =>
 t.test("isolation: another user's pod is never returned, even when named in the hub's state", async (t) => {
   const { app } = await build(t, config(env()))
   const k8s = pods(app)
-  await k8s.cache?.whenSynced()
+  await k8s.reflector?.whenSynced()
   const [bobPod = ''] = kube.seedServers('bob', ['secret-project-9f8e7d6c'])
-  t.ok(await until(() => k8s.cache?.list().some((p) => p.metadata?.name === bobPod) ?? false))
+  t.ok(await until(() => k8s.reflector?.list().some((p) => p.metadata?.name === bobPod) ?? false))
 
   const stolen = await k8s.podsForUser('alice', [{ name: 'secret-project-9f8e7d6c', podName: bobPod }])
   t.equal(stolen.size, 0)
@@ -357,7 +358,7 @@ t.test("isolation: another user's pod is never returned, even when named in the 
 t.test('logs', async (t) => {
   const { app } = await build(t, config(env()))
   const k8s = pods(app)
-  await k8s.cache?.whenSynced()
+  await k8s.reflector?.whenSynced()
   const read = (name: PodFixtureName, maxLines: number) =>
     k8s.readLogs({ username: 'alice', serverName: server(name), podName: podName(name), maxLines })
   const lines = fixtures['running-ready'].log.split('\n').slice(0, -1)
@@ -403,7 +404,7 @@ t.test('logs', async (t) => {
     'hub.jupyter.org/servername': 'gone-project-00000000',
   }
   kube.upsertPod(gone)
-  t.ok(await until(() => k8s.cache?.list().some((p) => p.metadata?.name === gone.metadata.name) ?? false))
+  t.ok(await until(() => k8s.reflector?.list().some((p) => p.metadata?.name === gone.metadata.name) ?? false))
   kube.removePod(gone.metadata.name)
   t.same(await k8s.readLogs({ username: 'alice', serverName: 'gone-project-00000000', maxLines: 5 }), [
     'The server gone-project-00000000 has no pod yet, or it has already stopped.',
@@ -413,7 +414,7 @@ t.test('logs', async (t) => {
 t.test('deletePod: 30 s grace period, the pod terminates; a missing pod counts as done', async (t) => {
   const { app } = await build(t, config(env()))
   const k8s = pods(app)
-  await k8s.cache?.whenSynced()
+  await k8s.reflector?.whenSynced()
   const [name = ''] = kube.seedServers('erin', ['doomed-project-1b2c3d4e'])
   await k8s.deletePod(name)
   t.same(kube.deletions.at(-1), { name, gracePeriodSeconds: 30 })
@@ -508,7 +509,7 @@ t.test(
 t.test('an expired watch (410 Gone): the copy lists again and stays current', async (t) => {
   const { app } = await build(t, config(env()))
   const k8s = pods(app)
-  await k8s.cache?.whenSynced()
+  await k8s.reflector?.whenSynced()
   const mark = kube.requests.length
   kube.expireWatches()
   const [name = ''] = kube.seedServers('frank', ['late-project-5d6e7f80'])
@@ -516,7 +517,7 @@ t.test('an expired watch (410 Gone): the copy lists again and stays current', as
     await until(async () => (await k8s.podsForUser('frank', [{ name: 'late-project-5d6e7f80' }])).size === 1),
     'a pod created after the expiry is seen',
   )
-  t.ok(await until(() => k8s.cache?.synced === true))
+  t.ok(await until(() => k8s.reflector?.synced === true))
   const after = kube.requests.slice(mark).filter((r) => r.path === '/api/v1/namespaces/renku/pods')
   // Meanwhile lookups may list the user's pods (`renku.io/username=frank`): the copy is not current.
   const relist = after.findIndex((r) => r.query.labelSelector === 'renku.io/username' && !r.query.watch)
@@ -530,7 +531,7 @@ t.test('an expired watch (410 Gone): the copy lists again and stays current', as
 
 t.test('closing the app ends the watch', async (t) => {
   const { app } = await build(t, config(env()))
-  await pods(app).cache?.whenSynced()
+  await pods(app).reflector?.whenSynced()
   t.ok(kube.openWatches() > 0)
   const before = kube.openWatches()
   await app.close()

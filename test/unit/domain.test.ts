@@ -8,7 +8,7 @@ import { type ApiError, UpstreamError } from '../../lib/core/errors.js'
 import { autosavesOf, autosaveToRestore, parseAutosaveName } from '../../lib/gitlab/autosaves.js'
 import { parseImage } from '../../lib/gitlab/image-registry.js'
 import type { HubServer, HubUser, LastStart } from '../../lib/hub/client.js'
-import { HubState } from '../../lib/hub/state.js'
+import { HubReflector } from '../../lib/hub/state/reflector.js'
 import { parseBytes, resolveServerOptions } from '../../lib/servers/options.js'
 import { matchesFilter, serverName, toServerObject } from '../../lib/servers/server-object.js'
 import { parseAutosavePath } from '../../routes/autosave.js'
@@ -448,13 +448,16 @@ t.test('hub state copy: first list, drop-outs, own starts, failures, stop', asyn
       if (down) throw unreachable()
       return structuredClone(alone.get(name) ?? null)
     },
-    forget() {},
+    async ping() {
+      calls.push('ping')
+      if (down) throw unreachable()
+    },
     observe: () => () => {},
     async lastStart(): Promise<LastStart> {
       return { outcome: 'started' }
     },
   }
-  const state = new HubState({ hub, pollIntervalMs: 50, maxAgeMs: 300, sweepIntervalMs: 60_000 })
+  const state = new HubReflector({ hub, pollIntervalMs: 50, maxAgeMs: 300, sweepIntervalMs: 60_000 })
   t.teardown(() => state.stop())
   const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -542,7 +545,7 @@ t.test('hub state copy: how a stopped server’s last start ended, asked once pe
     async getUser() {
       return structuredClone(alone)
     },
-    forget() {},
+    async ping() {},
     observe: () => () => {},
     async lastStart(user: string, name: string): Promise<LastStart | undefined> {
       asked.push(`${user}/${name}`)
@@ -551,7 +554,7 @@ t.test('hub state copy: how a stopped server’s last start ended, asked once pe
       return end
     },
   }
-  const state = new HubState({ hub, pollIntervalMs: 30, lastStartRetryMs: 300, sweepIntervalMs: 60_000 })
+  const state = new HubReflector({ hub, pollIntervalMs: 30, lastStartRetryMs: 300, sweepIntervalMs: 60_000 })
   t.teardown(() => state.stop())
   const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
   const lastStartOf = async (name: string) => (await state.read('dave'))?.servers[name]?.last_start
@@ -572,9 +575,9 @@ t.test('hub state copy: how a stopped server’s last start ended, asked once pe
 
   // b is launched again and fails again: a new stop, asked about again; the hub does not answer.
   ends.set('b', new UpstreamError('JupyterHub', 'timeout', 'no event within 2000 ms'))
-  alone = dave(server('a', 't2'), server('b', 't3'))
   active = [dave(server('a', 't2'), { ...server('b'), ready: false, pending: 'spawn' })]
   await sleep(100)
+  alone = dave(server('a', 't2'), server('b', 't3'))
   active = []
   await sleep(150)
   t.equal(await lastStartOf('b'), undefined, 'not known while the hub does not tell')
@@ -588,3 +591,147 @@ t.test('hub state copy: how a stopped server’s last start ended, asked once pe
   )
   t.equal(state.stats.lastStartChecks, asked.length, 'counted')
 })
+
+t.test('hub state copy: the lists’ interval follows their cost; pod changes read one user', async (t) => {
+  const server = (name: string, pending: string | null = null): HubServer => ({
+    name,
+    ready: !pending,
+    pending,
+    stopped: false,
+    url: `/user/erin/${name}/`,
+    started: null,
+    last_activity: null,
+    user_options: {},
+    state: null,
+  })
+  const erin = (...servers: HubServer[]): HubUser => ({
+    name: 'erin',
+    admin: false,
+    servers: Object.fromEntries(servers.map((one) => [one.name, one])),
+  })
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+  let listMs = 40
+  let atHub: HubUser | null = null
+  const calls: string[] = []
+  const hub = {
+    async listActiveUsers(options: { onPage?: () => void } = {}) {
+      calls.push('list')
+      await sleep(listMs)
+      options.onPage?.()
+      return atHub ? [structuredClone(atHub)] : []
+    },
+    async listUsersPage() {
+      return { users: [], next: null }
+    },
+    async getUser(name: string) {
+      calls.push(`user ${name}`)
+      return structuredClone(atHub)
+    },
+    async ping() {
+      calls.push('ping')
+    },
+    observe: () => () => {},
+    async lastStart(): Promise<LastStart> {
+      return { outcome: 'started' }
+    },
+  }
+  const count = (what: string) => calls.filter((call) => call === what).length
+
+  // The hub alone: a list that takes 40 ms may come every second (4% of the hub's time).
+  const alone = new HubReflector({ hub, pollIntervalMs: 200, sweepIntervalMs: 600_000 })
+  t.teardown(() => alone.stop())
+  await alone.read('erin')
+  await sleep(1100)
+  t.ok(count('list') <= 3, `lists of 40 ms: about one a second, not one every 200 ms (${count('list')})`)
+  t.ok(alone.stats.listIntervalMs >= 900, `interval ${alone.stats.listIntervalMs} ms`)
+  await alone.stop()
+
+  // With pod changes: the full list is a rare resync; a pod's change reads its user alone, and
+  // again while the hub still shows the server starting.
+  calls.length = 0
+  listMs = 5
+  let onPod: (user: string | null) => void = () => {}
+  const podChanges = {
+    watching: true,
+    onUserPodsChanged(listener: (user: string | null) => void) {
+      onPod = listener
+      return () => {}
+    },
+  }
+  const watched = new HubReflector({ hub, podChanges, userReadGapMs: 100, sweepIntervalMs: 600_000 })
+  t.teardown(() => watched.stop())
+  t.equal(await watched.read('erin'), null, 'no server yet')
+  atHub = erin(server('w', 'spawn'))
+  onPod('erin')
+  await sleep(50)
+  t.equal((await watched.read('erin'))?.servers.w?.pending, 'spawn', 'a pod created: its user read at once')
+  atHub = erin(server('w'))
+  await sleep(250)
+  t.equal((await watched.read('erin'))?.servers.w?.ready, true, 'read again until the hub shows it running')
+  const reads = count('user erin')
+  await sleep(300)
+  t.equal(count('user erin'), reads, 'and no more once it runs')
+  for (let i = 0; i < 20; i++) onPod('erin')
+  await sleep(150)
+  t.ok(
+    count('user erin') - reads <= 2,
+    `twenty pod events in a burst: at most two reads (${count('user erin') - reads})`,
+  )
+  t.equal(count('list'), 1, 'one list only')
+})
+
+t.test(
+  'hub state copy: a server followed by name while it starts is read at most once per gap',
+  async (t) => {
+    const pending: HubServer = {
+      name: 'p',
+      ready: false,
+      pending: 'spawn',
+      stopped: false,
+      url: '/user/fay/p/',
+      started: null,
+      last_activity: null,
+      user_options: {},
+      state: null,
+    }
+    let atHub: HubUser = { name: 'fay', admin: false, servers: { p: pending } }
+    let userReads = 0
+    const hub = {
+      async listActiveUsers() {
+        return [structuredClone(atHub)]
+      },
+      async listUsersPage() {
+        return { users: [], next: null }
+      },
+      async getUser() {
+        userReads++
+        return structuredClone(atHub)
+      },
+      async ping() {},
+      observe: () => () => {},
+      async lastStart(): Promise<LastStart> {
+        return { outcome: 'started' }
+      },
+    }
+    // Lists far apart, so only the reads by name can show the change.
+    const state = new HubReflector({
+      hub,
+      pollIntervalMs: 60_000,
+      userReadGapMs: 300,
+      sweepIntervalMs: 600_000,
+    })
+    t.teardown(() => state.stop())
+    t.equal((await state.read('fay', 'p'))?.servers.p?.pending, 'spawn')
+    atHub = { ...atHub, servers: { p: { ...pending, ready: true, pending: null } } }
+    const started = performance.now()
+    while ((await state.read('fay', 'p'))?.servers.p?.ready !== true) {
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    const took = performance.now() - started
+    t.ok(took < 700, `the hub's change shows within the gap (${Math.round(took)} ms)`)
+    t.ok(userReads <= 2, `reads of the user while polled every 20 ms: ${userReads}`)
+    const after = userReads
+    for (let i = 0; i < 10; i++) await state.read('fay', 'p')
+    t.equal(userReads, after, 'a running server is answered from the copy')
+  },
+)

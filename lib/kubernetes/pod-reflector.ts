@@ -13,18 +13,18 @@ import { httpStatus, observeCall, toUpstreamError } from './errors.js'
 import { LIST_PODS } from './operations.js'
 
 /** The logger subset used (pino's signature), so the class stays free of Fastify. */
-export interface CacheLogger {
+export interface ReflectorLogger {
   warn(obj: object, msg: string): void
   info?(obj: object, msg: string): void
 }
 
-export interface PodCacheOptions {
+export interface PodReflectorOptions {
   api: CoreV1Api
   watch: Watch
   namespace: string
   /** Which pods to keep, e.g. `renku.io/username` (all pods that have the label). */
   labelSelector: string
-  log?: CacheLogger
+  log?: ReflectorLogger
   /** How long one watch request lasts before it is re-opened; default 300. */
   watchSeconds?: number
   /** First retry delay after a failure, doubled up to 30 s; default 1000. */
@@ -38,9 +38,10 @@ interface WatchEvent {
   code?: number
 }
 
-export class PodCache {
-  private readonly options: PodCacheOptions
+export class PodReflector {
+  private readonly options: PodReflectorOptions
   private readonly pods = new Map<string, V1Pod>()
+  private readonly listeners = new Set<(pod: V1Pod | null) => void>()
   private resourceVersion = ''
   private changes = 0
   private current = false
@@ -50,7 +51,7 @@ export class PodCache {
   private readonly firstSync: Promise<void>
   private markSynced!: () => void
 
-  constructor(options: PodCacheOptions) {
+  constructor(options: PodReflectorOptions) {
     this.options = options
     this.firstSync = new Promise((resolve) => {
       this.markSynced = resolve
@@ -70,6 +71,19 @@ export class PodCache {
   /** A number that changes whenever the copy does, so readers can tell a view built from it is current. */
   get version(): number {
     return this.changes
+  }
+
+  /**
+   * Calls `listener` with each pod the watch sees change (as it is now; as last seen for a
+   * deletion), and with null after a list (any pod may have changed unseen). Returns the removal.
+   */
+  subscribe(listener: (pod: V1Pod | null) => void): () => void {
+    this.listeners.add(listener)
+    return () => this.listeners.delete(listener)
+  }
+
+  private notify(pod: V1Pod | null): void {
+    for (const listener of this.listeners) listener(pod)
   }
 
   /** The pods, as last seen. */
@@ -132,6 +146,7 @@ export class PodCache {
     for (const pod of list.items) if (pod.metadata?.name) this.pods.set(pod.metadata.name, pod)
     this.changes++
     this.resourceVersion = list.metadata?.resourceVersion ?? ''
+    this.notify(null)
   }
 
   /** Resolves when the watch ends normally (or on 410, after forgetting the resourceVersion); rejects on failure. */
@@ -150,6 +165,7 @@ export class PodCache {
           if (type === 'DELETED') this.pods.delete(name)
           else this.pods.set(name, object as V1Pod)
           this.changes++
+          this.notify(object as V1Pod)
         }
         if (object.metadata?.resourceVersion) this.resourceVersion = object.metadata.resourceVersion
       }
