@@ -51,7 +51,7 @@ export type HubStopAnswer = 'stopped' | 'accepted' | 'missing'
 
 /**
  * Told about the service's own starts and stops, so a copy of the hub's state can show them
- * in the very next read (SPEC 11).
+ * in the very next read (README, "Behaviour worth knowing").
  */
 export interface HubWriteObserver {
   /** Before a start is sent; the returned function is called once the start is settled. */

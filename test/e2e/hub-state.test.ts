@@ -1,5 +1,5 @@
 /**
- * Server reads from this replica's copy of the hub's state (SPEC 11), over a real hub with a
+ * Server reads from this replica's copy of the hub's state (the README's "Performance"), over a real hub with a
  * counting proxy between the service and the hub: what reaches the hub, how fresh the answers
  * are after changes made here and at the hub directly, failed spawns, and the hub going away.
  */
