@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fixtureFor } from '../fixtures/kubernetes/index.js'
 
-import type { Json, StandInClaim, StandInEvent, StandInPod } from './kubernetes-objects.js'
+import type { Json, StandInClaim, StandInEvent, StandInMetadata, StandInPod } from './kubernetes-objects.js'
 
 export type { StandInClaim, StandInEvent, StandInPod }
 
@@ -296,15 +296,23 @@ export async function startKubernetes(options: KubernetesStandInOptions = {}): P
       status(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource'),
     )
 
-  function listPods(res: http.ServerResponse, ns: string, query: URLSearchParams): undefined {
-    let match: (p: StandInPod) => boolean = (p) => p.metadata.namespace === ns
+  /** Whether an object is in `ns` and matches the query's `labelSelector`; a bad selector: why. */
+  function selectedIn<T extends { metadata: StandInMetadata }>(
+    ns: string,
+    query: URLSearchParams,
+  ): ((object: T) => boolean) | string {
+    const inNamespace = (o: T) => o.metadata.namespace === ns
     const labelSelector = query.get('labelSelector')
-    if (labelSelector) {
-      const parsed = parseLabelSelector(labelSelector)
-      if (typeof parsed === 'string') return badRequest(res, parsed)
-      const base = match
-      match = (p) => base(p) && parsed.every((r) => r(p.metadata.labels ?? {}))
-    }
+    if (!labelSelector) return inNamespace
+    const parsed = parseLabelSelector(labelSelector)
+    if (typeof parsed === 'string') return parsed
+    return (o) => inNamespace(o) && parsed.every((r) => r(o.metadata.labels ?? {}))
+  }
+
+  function listPods(res: http.ServerResponse, ns: string, query: URLSearchParams): undefined {
+    const selected = selectedIn<StandInPod>(ns, query)
+    if (typeof selected === 'string') return badRequest(res, selected)
+    let match = selected
     const fieldSelector = query.get('fieldSelector')
     if (fieldSelector) {
       const parsed = parseFieldSelector(fieldSelector, podFields)
@@ -526,14 +534,8 @@ export async function startKubernetes(options: KubernetesStandInOptions = {}): P
   ): Promise<undefined> {
     const key = `${ns}/${name}`
     if (!name && req.method === 'GET') {
-      let match = (c: StandInClaim) => c.metadata.namespace === ns
-      const labelSelector = query.get('labelSelector')
-      if (labelSelector) {
-        const parsed = parseLabelSelector(labelSelector)
-        if (typeof parsed === 'string') return badRequest(res, parsed)
-        const base = match
-        match = (c) => base(c) && parsed.every((r) => r(c.metadata.labels ?? {}))
-      }
+      const match = selectedIn<StandInClaim>(ns, query)
+      if (typeof match === 'string') return badRequest(res, match)
       return send(res, 200, {
         kind: 'PersistentVolumeClaimList',
         apiVersion: 'v1',
