@@ -178,26 +178,16 @@ t.test('a push whose pointers name objects the project lacks is refused', async 
   await writeFile(path.join(plain, 'handmade.txt'), lfsPointer(sha256(Buffer.from('never uploaded')), 14))
   await must(plain, isolatedGitEnv, 'add', 'handmade.txt')
   await must(plain, isolatedGitEnv, 'commit', '-q', '-m', 'handcrafted pointer')
-  const handmade = await run(
-    plain,
-    gitEnvWithToken(developer.token),
-    'push',
-    demoUrl,
-    'HEAD:refs/heads/lfs-handmade',
-  )
+  const pushHandmade = () =>
+    run(plain, gitEnvWithToken(developer.token), 'push', demoUrl, 'HEAD:refs/heads/lfs-handmade')
+  const handmade = await pushHandmade()
   t.notOk(handmade.ok, 'a handcrafted pointer without filter=lfs is refused as well')
   t.match(handmade.err, LFS_MISSING_MESSAGE)
   t.equal(await remoteBranch('lfs-handmade'), undefined)
 
   await writeFile(path.join(plain, 'handmade.txt'), 'just text\n')
   await must(plain, isolatedGitEnv, 'commit', '-q', '-am', 'no pointer any more')
-  const later = await run(
-    plain,
-    gitEnvWithToken(developer.token),
-    'push',
-    demoUrl,
-    'HEAD:refs/heads/lfs-handmade',
-  )
+  const later = await pushHandmade()
   t.notOk(later.ok, 'a pointer further down the pushed history is refused too')
 })
 
