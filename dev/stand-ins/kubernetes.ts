@@ -287,6 +287,8 @@ export async function startKubernetes(options: KubernetesStandInOptions = {}): P
 
   const badRequest = (res: http.ServerResponse, message: string) =>
     send(res, 400, status(400, 'BadRequest', message))
+  const invalid = (res: http.ServerResponse, message: string, details: Json) =>
+    send(res, 422, status(422, 'Invalid', message, details))
   const podNotFound = (res: http.ServerResponse, name: string) =>
     send(res, 404, status(404, 'NotFound', `pods "${name}" not found`, { name, kind: 'pods' }))
   const methodNotAllowed = (res: http.ServerResponse) =>
@@ -385,15 +387,10 @@ export async function startKubernetes(options: KubernetesStandInOptions = {}): P
       }
       if (Number(value) < (param === 'tailLines' ? 0 : 1)) {
         const bound = param === 'tailLines' ? 0 : 1
-        return send(
+        return invalid(
           res,
-          422,
-          status(
-            422,
-            'Invalid',
-            `PodLogOptions "${name}" is invalid: ${param}: Invalid value: ${value}: must be greater than or equal to ${bound}`,
-            { name, kind: 'PodLogOptions' },
-          ),
+          `PodLogOptions "${name}" is invalid: ${param}: Invalid value: ${value}: must be greater than or equal to ${bound}`,
+          { name, kind: 'PodLogOptions' },
         )
       }
     }
@@ -552,17 +549,10 @@ export async function startKubernetes(options: KubernetesStandInOptions = {}): P
       }
       const claimName = claim?.metadata?.name
       if (!claimName) {
-        return send(
+        return invalid(
           res,
-          422,
-          status(
-            422,
-            'Invalid',
-            'PersistentVolumeClaim "" is invalid: metadata.name: Required value: name or generateName is required',
-            {
-              kind: 'PersistentVolumeClaim',
-            },
-          ),
+          'PersistentVolumeClaim "" is invalid: metadata.name: Required value: name or generateName is required',
+          { kind: 'PersistentVolumeClaim' },
         )
       }
       if (claims.has(`${ns}/${claimName}`)) {
