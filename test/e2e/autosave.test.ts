@@ -13,7 +13,7 @@ import type { HubUser } from '../../dev/hub.js'
 import { eventually, startStack } from '../../dev/stack.js'
 import { serverName } from '../../lib/servers/server-object.js'
 import type { ServerObject } from '../../schemas/servers.js'
-import { launchRunning } from '../support/servers.js'
+import { launchRunning, stopGone } from '../support/servers.js'
 
 const exec = promisify(execFile)
 // Polling often: a server whose process ends is noticed (and its work saved) within seconds.
@@ -55,13 +55,7 @@ async function writeFile(user: HubUser, server: ServerObject, file: string, cont
 /** Stops through the service and waits until the server is gone; returns the seconds it took. */
 async function stopThroughService(user: HubUser, name: string): Promise<number> {
   const started = Date.now()
-  const stopped = await stack.as(user)('DELETE', `servers/${name}`)
-  if (![202, 204].includes(stopped.status)) throw new Error(`stop answered ${stopped.status}`)
-  await eventually(
-    async () => ((await stack.as(user)('GET', `servers/${name}`)).status === 404 ? true : undefined),
-    60_000,
-    `${name} to be gone`,
-  )
+  await stopGone(stack.as(user), name)
   return (Date.now() - started) / 1000
 }
 
