@@ -6,10 +6,11 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { freePort } from './ports.js'
+import { processesWithEnv } from './processes.js'
 
 const REPO_ROOT = path.resolve(import.meta.dirname, '..')
 const CONFIG = path.join(REPO_ROOT, 'hub', 'local_config.py')
@@ -83,21 +84,7 @@ async function answers(url: string): Promise<boolean> {
   }
 }
 
-/** PIDs whose environment holds JHUB_MARKER=<marker>. */
-async function markedProcesses(marker: string): Promise<number[]> {
-  const wanted = Buffer.from(`JHUB_MARKER=${marker}\0`)
-  const pids: number[] = []
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue
-    try {
-      const environ = await readFile(`/proc/${entry}/environ`)
-      if (environ.includes(wanted)) pids.push(Number(entry))
-    } catch {
-      // gone, or not ours to read
-    }
-  }
-  return pids
-}
+const markedProcesses = (marker: string) => processesWithEnv('JHUB_MARKER', marker)
 
 async function killLeftovers(runDir: string): Promise<void> {
   const pids = new Set(await markedProcesses(runDir))

@@ -5,9 +5,10 @@
  */
 
 import t from 'tap'
-import { eventually, startStack } from '../dev/stack.js'
+import { startStack } from '../dev/stack.js'
 import type { ServerObject } from '../schemas/servers.js'
 import { build } from './helper.js'
+import { untilRunning } from './support/servers.js'
 
 const stack = await startStack()
 t.teardown(() => stack.stop())
@@ -66,14 +67,7 @@ t.test('after a launch and a stop, /metrics on its own port shows the series', a
   const name = launch.body.name
   const missing = await developer('POST', 'servers', { ...demo, project: 'nope', commit_sha: 'a'.repeat(40) })
   t.equal(missing.status, 404)
-  await eventually(
-    async () => {
-      const { status, body } = await developer<ServerObject>('GET', `servers/${name}`)
-      return status === 200 && body.status.state === 'running' ? true : undefined
-    },
-    60_000,
-    `${name} to be running`,
-  )
+  await untilRunning(developer, name)
   t.equal((await developer('DELETE', `servers/${name}`)).status, 204, 'stopped')
   t.equal((await developer('DELETE', `servers/${name}`)).status, 404, 'stopping again: no such server')
 

@@ -8,20 +8,21 @@ export interface ContainerStatusLike {
   [key: string]: unknown
 }
 
+/** The object metadata every kind the stand-in stores carries. */
+export interface StandInMetadata {
+  name: string
+  namespace?: string
+  uid?: string
+  resourceVersion?: string
+  creationTimestamp?: string
+  labels?: Record<string, string>
+  annotations?: Record<string, string>
+  [key: string]: unknown
+}
+
 /** A pod as JSON; only the fields the stand-in reads are typed. */
 export interface StandInPod {
-  metadata: {
-    name: string
-    namespace?: string
-    uid?: string
-    resourceVersion?: string
-    creationTimestamp?: string
-    deletionTimestamp?: string
-    deletionGracePeriodSeconds?: number
-    labels?: Record<string, string>
-    annotations?: Record<string, string>
-    [key: string]: unknown
-  }
+  metadata: StandInMetadata & { deletionTimestamp?: string; deletionGracePeriodSeconds?: number }
   spec?: {
     nodeName?: string
     containers?: Array<{ name: string; [key: string]: unknown }>
@@ -34,6 +35,12 @@ export interface StandInPod {
     initContainerStatuses?: ContainerStatusLike[]
     [key: string]: unknown
   }
+  [key: string]: unknown
+}
+
+/** A PersistentVolumeClaim as JSON; only the metadata is read. */
+export interface StandInClaim {
+  metadata: StandInMetadata
   [key: string]: unknown
 }
 

@@ -19,24 +19,9 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fixtureFor } from '../fixtures/kubernetes/index.js'
 
-import type { Json, StandInEvent, StandInPod } from './kubernetes-objects.js'
+import type { Json, StandInClaim, StandInEvent, StandInMetadata, StandInPod } from './kubernetes-objects.js'
 
-export type { StandInEvent, StandInPod }
-
-/** A PersistentVolumeClaim as JSON; only the metadata is read. */
-export interface StandInClaim {
-  metadata: {
-    name: string
-    namespace?: string
-    uid?: string
-    resourceVersion?: string
-    creationTimestamp?: string
-    labels?: Record<string, string>
-    annotations?: Record<string, string>
-    [key: string]: unknown
-  }
-  [key: string]: unknown
-}
+export type { StandInClaim, StandInEvent, StandInPod }
 
 export interface RecordedRequest {
   method: string
@@ -200,6 +185,15 @@ function parseFieldSelector<T>(
 const booleans = new Set(['1', 't', 'T', 'TRUE', 'true', 'True', '0', 'f', 'F', 'FALSE', 'false', 'False'])
 const truthy = new Set(['1', 't', 'T', 'TRUE', 'true', 'True'])
 
+/** How the kubelet words the waiting reasons it rephrases. */
+const pullFailures: Record<string, string> = {
+  ErrImagePull: "image can't be pulled",
+  ImagePullBackOff: 'trying and failing to pull image',
+}
+
+/** The RBAC verb of each method; a GET is `get` with a name and `list` without. */
+const verbs: Record<string, string> = { DELETE: 'delete', PATCH: 'patch', POST: 'create' }
+
 function kubeletRefusal(pod: StandInPod, container: string, previous: boolean): string | undefined {
   const name = pod.metadata.name
   const statuses = [...(pod.status?.containerStatuses ?? []), ...(pod.status?.initContainerStatuses ?? [])]
@@ -220,12 +214,7 @@ function kubeletRefusal(pod: StandInPod, container: string, previous: boolean): 
   }
   if (last) return last.containerID ? undefined : `container "${container}" in pod "${name}" is terminated`
   if (waiting) {
-    const why =
-      waiting.reason === 'ErrImagePull'
-        ? "image can't be pulled"
-        : waiting.reason === 'ImagePullBackOff'
-          ? 'trying and failing to pull image'
-          : waiting.reason
+    const why = (waiting.reason && pullFailures[waiting.reason]) ?? waiting.reason
     return `container "${container}" in pod "${name}" is waiting to start: ${why}`
   }
   return `container "${container}" in pod "${name}" is waiting to start - no logs yet`
@@ -296,29 +285,46 @@ export async function startKubernetes(options: KubernetesStandInOptions = {}): P
     res.end(text)
   }
 
-  function listPods(res: http.ServerResponse, ns: string, query: URLSearchParams): undefined {
-    let match: (p: StandInPod) => boolean = (p) => p.metadata.namespace === ns
+  const badRequest = (res: http.ServerResponse, message: string) =>
+    send(res, 400, status(400, 'BadRequest', message))
+  const invalid = (res: http.ServerResponse, message: string, details: Json) =>
+    send(res, 422, status(422, 'Invalid', message, details))
+  const podNotFound = (res: http.ServerResponse, name: string) =>
+    send(res, 404, status(404, 'NotFound', `pods "${name}" not found`, { name, kind: 'pods' }))
+  const methodNotAllowed = (res: http.ServerResponse) =>
+    send(
+      res,
+      405,
+      status(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource'),
+    )
+
+  /** Whether an object is in `ns` and matches the query's `labelSelector`; a bad selector: why. */
+  function selectedIn<T extends { metadata: StandInMetadata }>(
+    ns: string,
+    query: URLSearchParams,
+  ): ((object: T) => boolean) | string {
+    const inNamespace = (o: T) => o.metadata.namespace === ns
     const labelSelector = query.get('labelSelector')
-    if (labelSelector) {
-      const parsed = parseLabelSelector(labelSelector)
-      if (typeof parsed === 'string') return send(res, 400, status(400, 'BadRequest', parsed))
-      const base = match
-      match = (p) => base(p) && parsed.every((r) => r(p.metadata.labels ?? {}))
-    }
+    if (!labelSelector) return inNamespace
+    const parsed = parseLabelSelector(labelSelector)
+    if (typeof parsed === 'string') return parsed
+    return (o) => inNamespace(o) && parsed.every((r) => r(o.metadata.labels ?? {}))
+  }
+
+  function listPods(res: http.ServerResponse, ns: string, query: URLSearchParams): undefined {
+    const selected = selectedIn<StandInPod>(ns, query)
+    if (typeof selected === 'string') return badRequest(res, selected)
+    let match = selected
     const fieldSelector = query.get('fieldSelector')
     if (fieldSelector) {
       const parsed = parseFieldSelector(fieldSelector, podFields)
-      if (typeof parsed === 'string') return send(res, 400, status(400, 'BadRequest', parsed))
+      if (typeof parsed === 'string') return badRequest(res, parsed)
       const base = match
       match = (p) => base(p) && parsed.every((t) => t(p))
     }
     const watch = query.get('watch')
     if (watch !== null && !booleans.has(watch)) {
-      return send(
-        res,
-        400,
-        status(400, 'BadRequest', `strconv.ParseBool: parsing "${watch}": invalid syntax`),
-      )
+      return badRequest(res, `strconv.ParseBool: parsing "${watch}": invalid syntax`)
     }
     if (watch !== null && truthy.has(watch)) {
       const from = query.get('resourceVersion')
@@ -366,34 +372,25 @@ export async function startKubernetes(options: KubernetesStandInOptions = {}): P
     for (const flag of ['follow', 'previous', 'timestamps', 'insecureSkipTLSVerifyBackend']) {
       const value = query.get(flag)
       if (value !== null && !booleans.has(value)) {
-        return send(
-          res,
-          400,
-          status(400, 'BadRequest', `strconv.ParseBool: parsing "${value}": invalid syntax`),
-        )
+        return badRequest(res, `strconv.ParseBool: parsing "${value}": invalid syntax`)
       }
     }
     const pod = pods.get(name)
     if (!pod || pod.metadata.namespace !== ns) {
-      return send(res, 404, status(404, 'NotFound', `pods "${name}" not found`, { name, kind: 'pods' }))
+      return podNotFound(res, name)
     }
     for (const param of ['tailLines', 'limitBytes', 'sinceSeconds']) {
       const value = query.get(param)
       if (value === null) continue
       if (!/^-?\d+$/.test(value)) {
-        return send(res, 400, status(400, 'BadRequest', `${param}: invalid value "${value}"`))
+        return badRequest(res, `${param}: invalid value "${value}"`)
       }
       if (Number(value) < (param === 'tailLines' ? 0 : 1)) {
         const bound = param === 'tailLines' ? 0 : 1
-        return send(
+        return invalid(
           res,
-          422,
-          status(
-            422,
-            'Invalid',
-            `PodLogOptions "${name}" is invalid: ${param}: Invalid value: ${value}: must be greater than or equal to ${bound}`,
-            { name, kind: 'PodLogOptions' },
-          ),
+          `PodLogOptions "${name}" is invalid: ${param}: Invalid value: ${value}: must be greater than or equal to ${bound}`,
+          { name, kind: 'PodLogOptions' },
         )
       }
     }
@@ -402,25 +399,20 @@ export async function startKubernetes(options: KubernetesStandInOptions = {}): P
     let container = query.get('container') ?? ''
     if (!container) {
       if (containers.length !== 1) {
-        return send(
+        return badRequest(
           res,
-          400,
-          status(
-            400,
-            'BadRequest',
-            `a container name must be specified for pod ${name}, choose one of: [${containers.join(' ')}] or one of the init containers: [${inits.join(' ')}]`,
-          ),
+          `a container name must be specified for pod ${name}, choose one of: [${containers.join(' ')}] or one of the init containers: [${inits.join(' ')}]`,
         )
       }
       container = containers[0] ?? ''
     }
     if (!containers.includes(container) && !inits.includes(container)) {
-      return send(res, 400, status(400, 'BadRequest', `container ${container} is not valid for pod ${name}`))
+      return badRequest(res, `container ${container} is not valid for pod ${name}`)
     }
     // An unscheduled pod has no kubelet to ask: the API server answers 200 with nothing.
     if (!pod.spec?.nodeName) return send(res, 200, '', 'text/plain')
     const refusal = kubeletRefusal(pod, container, truthy.has(query.get('previous') ?? ''))
-    if (refusal) return send(res, 400, status(400, 'BadRequest', refusal))
+    if (refusal) return badRequest(res, refusal)
     let text = logs.get(`${name}/${container}`) ?? ''
     const tail = query.get('tailLines')
     if (tail !== null) {
@@ -440,7 +432,7 @@ export async function startKubernetes(options: KubernetesStandInOptions = {}): P
     const fieldSelector = query.get('fieldSelector')
     if (fieldSelector) {
       const parsed = parseFieldSelector(fieldSelector, eventFields)
-      if (typeof parsed === 'string') return send(res, 400, status(400, 'BadRequest', parsed))
+      if (typeof parsed === 'string') return badRequest(res, parsed)
       tests = parsed
     }
     const items = events.filter((e) => (e.metadata.namespace ?? namespace) === ns && tests.every((t) => t(e)))
@@ -469,12 +461,12 @@ export async function startKubernetes(options: KubernetesStandInOptions = {}): P
         const options = JSON.parse(body) as { gracePeriodSeconds?: number }
         grace = options.gracePeriodSeconds ?? grace
       } catch {
-        return send(res, 400, status(400, 'BadRequest', 'the body of the request was in an unknown format'))
+        return badRequest(res, 'the body of the request was in an unknown format')
       }
     }
     const pod = pods.get(name)
     if (!pod || pod.metadata.namespace !== ns) {
-      return send(res, 404, status(404, 'NotFound', `pods "${name}" not found`, { name, kind: 'pods' }))
+      return podNotFound(res, name)
     }
     deletions.push({ name, gracePeriodSeconds: grace })
     const seconds = grace ?? 30
@@ -539,14 +531,8 @@ export async function startKubernetes(options: KubernetesStandInOptions = {}): P
   ): Promise<undefined> {
     const key = `${ns}/${name}`
     if (!name && req.method === 'GET') {
-      let match = (c: StandInClaim) => c.metadata.namespace === ns
-      const labelSelector = query.get('labelSelector')
-      if (labelSelector) {
-        const parsed = parseLabelSelector(labelSelector)
-        if (typeof parsed === 'string') return send(res, 400, status(400, 'BadRequest', parsed))
-        const base = match
-        match = (c) => base(c) && parsed.every((r) => r(c.metadata.labels ?? {}))
-      }
+      const match = selectedIn<StandInClaim>(ns, query)
+      if (typeof match === 'string') return badRequest(res, match)
       return send(res, 200, {
         kind: 'PersistentVolumeClaimList',
         apiVersion: 'v1',
@@ -559,21 +545,14 @@ export async function startKubernetes(options: KubernetesStandInOptions = {}): P
       try {
         claim = (await readBody(req)) as StandInClaim
       } catch {
-        return send(res, 400, status(400, 'BadRequest', 'the body of the request was in an unknown format'))
+        return badRequest(res, 'the body of the request was in an unknown format')
       }
       const claimName = claim?.metadata?.name
       if (!claimName) {
-        return send(
+        return invalid(
           res,
-          422,
-          status(
-            422,
-            'Invalid',
-            'PersistentVolumeClaim "" is invalid: metadata.name: Required value: name or generateName is required',
-            {
-              kind: 'PersistentVolumeClaim',
-            },
-          ),
+          'PersistentVolumeClaim "" is invalid: metadata.name: Required value: name or generateName is required',
+          { kind: 'PersistentVolumeClaim' },
         )
       }
       if (claims.has(`${ns}/${claimName}`)) {
@@ -609,7 +588,7 @@ export async function startKubernetes(options: KubernetesStandInOptions = {}): P
       try {
         patch = await readBody(req)
       } catch {
-        return send(res, 400, status(400, 'BadRequest', 'the body of the request was in an unknown format'))
+        return badRequest(res, 'the body of the request was in an unknown format')
       }
       if (!existing) return send(res, 404, claimNotFound(name))
       const merged = mergePatch(existing, patch) as StandInClaim
@@ -621,11 +600,7 @@ export async function startKubernetes(options: KubernetesStandInOptions = {}): P
       claims.delete(key)
       return send(res, 200, existing as Json)
     }
-    return send(
-      res,
-      405,
-      status(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource'),
-    )
+    return methodNotAllowed(res)
   }
 
   const server = http.createServer((req, res) => {
@@ -645,16 +620,7 @@ export async function startKubernetes(options: KubernetesStandInOptions = {}): P
         return send(res, 404, status(404, 'NotFound', 'the server could not find the requested resource', {}))
       const [, ns = '', resource = '', name, sub] = m
       if (forbidden) {
-        const verb =
-          req.method === 'DELETE'
-            ? 'delete'
-            : req.method === 'PATCH'
-              ? 'patch'
-              : req.method === 'POST'
-                ? 'create'
-                : name
-                  ? 'get'
-                  : 'list'
+        const verb = verbs[req.method ?? ''] ?? (name ? 'get' : 'list')
         const what = sub ? `${resource}/${sub}` : resource
         const subject = `${name ? `${resource} "${name}"` : resource} is forbidden: User "system:serviceaccount:${namespace}:notebooks"`
         return send(
@@ -674,26 +640,17 @@ export async function startKubernetes(options: KubernetesStandInOptions = {}): P
       if (resource === 'events' && !name && req.method === 'GET') return listEvents(res, ns, url.searchParams)
       if (resource === 'persistentvolumeclaims' && !sub)
         return handleClaims(req, res, ns, name, url.searchParams)
-      if (resource !== 'pods')
-        return send(
-          res,
-          405,
-          status(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource'),
-        )
+      if (resource !== 'pods') return methodNotAllowed(res)
       if (!name && req.method === 'GET') return listPods(res, ns, url.searchParams)
       if (name && sub === 'log' && req.method === 'GET') return readLog(res, ns, name, url.searchParams)
       if (name && !sub && req.method === 'GET') {
         const pod = pods.get(name)
         return pod && pod.metadata.namespace === ns
           ? send(res, 200, pod as unknown as Json)
-          : send(res, 404, status(404, 'NotFound', `pods "${name}" not found`, { name, kind: 'pods' }))
+          : podNotFound(res, name)
       }
       if (name && !sub && req.method === 'DELETE') return deletePod(req, res, ns, name, url.searchParams)
-      send(
-        res,
-        405,
-        status(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource'),
-      )
+      methodNotAllowed(res)
     }
     const run = () => {
       handle().catch((error: unknown) => {

@@ -160,11 +160,7 @@ export class GitLabClient {
     const response = await this.get(token, `/projects/${project.id}/repository/branches/${seg(branch)}`)
     if (response.status === 200) return
     if (response.status === 404 || response.status === 400) {
-      throw new ApiError(
-        404,
-        'BRANCH_NOT_FOUND',
-        `The branch ${branch} does not exist in ${project.path_with_namespace}.`,
-      )
+      throw notInProject('BRANCH_NOT_FOUND', `branch ${branch}`, project)
     }
     if (response.status === 403) throw codeForbidden(project)
     throw this.http.unexpected('GET', '/projects/:id/repository/branches/:branch', response)
@@ -184,11 +180,7 @@ export class GitLabClient {
       return commit.id.toLowerCase()
     }
     if (response.status === 200 || response.status === 404 || response.status === 400) {
-      throw new ApiError(
-        404,
-        'COMMIT_NOT_FOUND',
-        `The commit ${sha} does not exist in ${project.path_with_namespace}.`,
-      )
+      throw notInProject('COMMIT_NOT_FOUND', `commit ${sha}`, project)
     }
     if (response.status === 403) throw codeForbidden(project)
     throw this.http.unexpected('GET', '/projects/:id/repository/commits/:sha', response)
@@ -349,6 +341,15 @@ function scopeList(value: unknown): string[] | null {
   if (typeof value === 'string') return value.split(/\s+/).filter(Boolean)
   if (Array.isArray(value)) return value.filter((scope): scope is string => typeof scope === 'string')
   return null
+}
+
+/** A branch or commit the project lacks (GitLab answers 404, or 400 for a malformed name). */
+function notInProject(
+  code: 'BRANCH_NOT_FOUND' | 'COMMIT_NOT_FOUND',
+  what: string,
+  project: GitLabProject,
+): ApiError {
+  return new ApiError(404, code, `The ${what} does not exist in ${project.path_with_namespace}.`)
 }
 
 function codeForbidden(project: GitLabProject): ApiError {

@@ -13,6 +13,7 @@ import type { HubUser } from '../../dev/hub.js'
 import { eventually, startStack } from '../../dev/stack.js'
 import { serverName } from '../../lib/servers/server-object.js'
 import type { ServerObject } from '../../schemas/servers.js'
+import { launchRunning, stopGone } from '../support/servers.js'
 
 const exec = promisify(execFile)
 // Polling often: a server whose process ends is noticed (and its work saved) within seconds.
@@ -37,19 +38,8 @@ const workGit = async (dir: string, ...args: string[]) =>
     await exec('git', ['-C', dir, '-c', 'user.name=Dee Veloper', '-c', 'user.email=dee@example.com', ...args])
   ).stdout.trim()
 
-async function launch(user: HubUser, body: Record<string, unknown>): Promise<ServerObject> {
-  const call = stack.as(user)
-  const started = await call<ServerObject>('POST', 'servers', { ...demo, ...body })
-  if (![201, 202].includes(started.status)) throw new Error(`launch answered ${started.status}`)
-  return eventually(
-    async () => {
-      const { status, body } = await call<ServerObject>('GET', `servers/${started.body.name}`)
-      return status === 200 && body.status.state === 'running' ? body : undefined
-    },
-    60_000,
-    `${started.body.name} to be running`,
-  )
-}
+const launch = (user: HubUser, body: Record<string, unknown>) =>
+  launchRunning(stack.as(user), { ...demo, ...body })
 
 /** Saves a file through the notebook server's contents API, as the browser's editor does. */
 async function writeFile(user: HubUser, server: ServerObject, file: string, content: string) {
@@ -65,13 +55,7 @@ async function writeFile(user: HubUser, server: ServerObject, file: string, cont
 /** Stops through the service and waits until the server is gone; returns the seconds it took. */
 async function stopThroughService(user: HubUser, name: string): Promise<number> {
   const started = Date.now()
-  const stopped = await stack.as(user)('DELETE', `servers/${name}`)
-  if (![202, 204].includes(stopped.status)) throw new Error(`stop answered ${stopped.status}`)
-  await eventually(
-    async () => ((await stack.as(user)('GET', `servers/${name}`)).status === 404 ? true : undefined),
-    60_000,
-    `${name} to be gone`,
-  )
+  await stopGone(stack.as(user), name)
   return (Date.now() - started) / 1000
 }
 

@@ -16,6 +16,7 @@ import { loopbackAlias } from '../../dev/ports.js'
 import { eventually, startStack } from '../../dev/stack.js'
 import { readLfsObject } from '../../dev/stand-ins/gitlab/index.js'
 import type { ServerObject } from '../../schemas/servers.js'
+import { launchRunning, stopGone } from '../support/servers.js'
 import { openTerminal, type Terminal } from '../support/terminal.js'
 
 const exec = promisify(execFile)
@@ -54,30 +55,10 @@ const developerTokens = () =>
       .flatMap((o) => [o.accessToken, o.refreshToken]),
   ].filter(Boolean)
 
-async function launch(user: HubUser, body: Record<string, unknown>): Promise<ServerObject> {
-  const call = stack.as(user)
-  const started = await call<ServerObject>('POST', 'servers', { ...demo, ...body })
-  if (![201, 202].includes(started.status))
-    throw new Error(`launch answered ${started.status}: ${JSON.stringify(started.body)}`)
-  return eventually(
-    async () => {
-      const { status, body } = await call<ServerObject>('GET', `servers/${started.body.name}`)
-      return status === 200 && body.status.state === 'running' ? body : undefined
-    },
-    60_000,
-    `${started.body.name} to be running`,
-  )
-}
+const launch = (user: HubUser, body: Record<string, unknown>) =>
+  launchRunning(stack.as(user), { ...demo, ...body })
 
-async function stop(user: HubUser, name: string) {
-  const stopped = await stack.as(user)('DELETE', `servers/${name}`)
-  if (![202, 204].includes(stopped.status)) throw new Error(`stop answered ${stopped.status}`)
-  await eventually(
-    async () => ((await stack.as(user)('GET', `servers/${name}`)).status === 404 ? true : undefined),
-    60_000,
-    `${name} to be gone`,
-  )
-}
+const stop = (user: HubUser, name: string) => stopGone(stack.as(user), name)
 
 /** Runs a command in the terminal; fails the test with its output when it exits non-zero. */
 async function must(t: Test, terminal: Terminal, command: string, timeoutMs?: number) {

@@ -5,26 +5,15 @@
  */
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { readdir, readFile, stat } from 'node:fs/promises'
+import { stat } from 'node:fs/promises'
 import path from 'node:path'
 import t from 'tap'
+import { processesWithEnv } from '../../dev/processes.js'
 
 const ROOT = path.resolve(import.meta.dirname, '..', '..')
 
 /** PIDs of the processes carrying `marker` in their environment: all the stack started. */
-async function marked(marker: string): Promise<number[]> {
-  const wanted = Buffer.from(`STACK_TEST_MARKER=${marker}\0`)
-  const pids: number[] = []
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue
-    try {
-      if ((await readFile(`/proc/${entry}/environ`)).includes(wanted)) pids.push(Number(entry))
-    } catch {
-      // gone, or not ours to read
-    }
-  }
-  return pids
-}
+const marked = (marker: string) => processesWithEnv('STACK_TEST_MARKER', marker)
 
 t.test('npm run stack: docs in the banner, and SIGTERM to npm stops it all', async (t) => {
   // The stack installs dependencies first when they are stale; not in the middle of a test run.

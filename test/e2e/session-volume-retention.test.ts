@@ -8,6 +8,7 @@ import t from 'tap'
 import { eventually, startStack } from '../../dev/stack.js'
 import type { ServerObject } from '../../schemas/servers.js'
 import { build } from '../helper.js'
+import { untilRunning } from '../support/servers.js'
 
 const RETENTION_HOURS = 0.003 // 10.8 s; the sweep runs every 2.7 s
 const stack = await startStack({
@@ -27,14 +28,7 @@ async function launch(commitSha: string): Promise<ServerObject> {
     project: 'demo-project',
     commit_sha: commitSha,
   })
-  return eventually(
-    async () => {
-      const { status, body } = await developer<ServerObject>('GET', `servers/${started.body.name}`)
-      return status === 200 && body.status.state === 'running' ? body : undefined
-    },
-    60_000,
-    'the server to run',
-  )
+  return untilRunning(developer, started.body.name, 'the server to run')
 }
 
 t.test("a stopped server's volume goes after the retention, a running one's stays", async (t) => {

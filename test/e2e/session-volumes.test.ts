@@ -9,8 +9,8 @@ import path from 'node:path'
 import t from 'tap'
 import type { HubUser } from '../../dev/hub.js'
 import { eventually, startStack } from '../../dev/stack.js'
-import type { ServerObject } from '../../schemas/servers.js'
 import { autosaveBranches, seedAutosave } from '../support/autosaves.js'
+import { launchRunning } from '../support/servers.js'
 import { openTerminal } from '../support/terminal.js'
 
 const stack = await startStack({ serviceEnv: { NOTEBOOKS_SESSION_VOLUMES: 'true' } })
@@ -32,19 +32,7 @@ interface AutosaveEntry {
   pvs: boolean
 }
 
-async function launch(user: HubUser): Promise<ServerObject> {
-  const call = stack.as(user)
-  const started = await call<ServerObject>('POST', 'servers', { ...demo, commit_sha: masterFirst })
-  if (![201, 202].includes(started.status)) throw new Error(`launch answered ${started.status}`)
-  return eventually(
-    async () => {
-      const { status, body } = await call<ServerObject>('GET', `servers/${started.body.name}`)
-      return status === 200 && body.status.state === 'running' ? body : undefined
-    },
-    60_000,
-    `${started.body.name} to be running`,
-  )
-}
+const launch = (user: HubUser) => launchRunning(stack.as(user), { ...demo, commit_sha: masterFirst })
 
 async function gone(name: string): Promise<void> {
   await eventually(

@@ -6,6 +6,7 @@ import path from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
 import { LFS_MISSING_MESSAGE, lfsPointer, readLfsObject } from '../../dev/stand-ins/gitlab/index.js'
+import { basicAuth, gitEnvWithToken, isolatedGitEnv } from '../support/git-env.js'
 import { startTestGitLab } from '../support/gitlab.js'
 
 const execFileAsync = promisify(execFile)
@@ -17,25 +18,6 @@ const { demo, notebook } = world.projects
 const demoUrl = `${gitlab.url}/demo-group/demo-project.git`
 const LFS_TYPE = 'application/vnd.git-lfs+json'
 
-const baseEnv: NodeJS.ProcessEnv = {
-  ...process.env,
-  GIT_TERMINAL_PROMPT: '0',
-  GIT_CONFIG_NOSYSTEM: '1',
-  GIT_CONFIG_GLOBAL: '/dev/null',
-  GIT_AUTHOR_NAME: 'T',
-  GIT_AUTHOR_EMAIL: 't@example.com',
-  GIT_COMMITTER_NAME: 'T',
-  GIT_COMMITTER_EMAIL: 't@example.com',
-}
-const basic = (token: string) => `Basic ${Buffer.from(`oauth2:${token}`).toString('base64')}`
-/** The token as tests pass it to git (and so to git-lfs) elsewhere: an `http.extraHeader`. */
-const withToken = (token: string, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv => ({
-  ...baseEnv,
-  GIT_CONFIG_COUNT: '1',
-  GIT_CONFIG_KEY_0: 'http.extraHeader',
-  GIT_CONFIG_VALUE_0: `Authorization: ${basic(token)}`,
-  ...extra,
-})
 const run = (cwd: string, env: NodeJS.ProcessEnv, ...args: string[]) =>
   execFileAsync('git', ['-C', cwd, ...args], { env, maxBuffer: 1 << 26 }).then(
     ({ stdout }) => ({ ok: true, out: stdout, err: '' }),
@@ -50,7 +32,7 @@ const remoteBranch = async (branch: string) =>
   (
     await must(
       dir,
-      baseEnv,
+      isolatedGitEnv,
       '--git-dir',
       demo.repoDir,
       'rev-parse',
@@ -91,9 +73,9 @@ const objectOf = (content: Buffer) => ({ oid: sha256(content), size: content.len
 async function lfsWorkdir(): Promise<string> {
   const work = await mkdtemp(path.join(tmpdir(), 'gitlab-lfs-work-'))
   t.teardown(() => rm(work, { recursive: true, force: true }))
-  await must(work, baseEnv, 'init', '-q', '-b', 'main')
-  await must(work, baseEnv, 'lfs', 'install', '--local')
-  await must(work, baseEnv, 'lfs', 'track', '*.bin')
+  await must(work, isolatedGitEnv, 'init', '-q', '-b', 'main')
+  await must(work, isolatedGitEnv, 'lfs', 'install', '--local')
+  await must(work, isolatedGitEnv, 'lfs', 'track', '*.bin')
   return work
 }
 
@@ -103,9 +85,9 @@ t.test(
     const work = await lfsWorkdir()
     const content = randomBytes(1024 * 1024)
     await writeFile(path.join(work, 'data.bin'), content)
-    await must(work, baseEnv, 'add', '.gitattributes', 'data.bin')
-    await must(work, baseEnv, 'commit', '-q', '-m', 'one megabyte')
-    const committed = await must(work, baseEnv, 'show', 'HEAD:data.bin')
+    await must(work, isolatedGitEnv, 'add', '.gitattributes', 'data.bin')
+    await must(work, isolatedGitEnv, 'commit', '-q', '-m', 'one megabyte')
+    const committed = await must(work, isolatedGitEnv, 'show', 'HEAD:data.bin')
     t.equal(
       committed,
       lfsPointer(sha256(content), content.length),
@@ -115,7 +97,7 @@ t.test(
     t.equal(await readLfsObject(demo, sha256(content)), undefined, 'not stored before the push')
     const pushed = await run(
       work,
-      withToken(developer.token),
+      gitEnvWithToken(developer.token),
       'push',
       '-q',
       demoUrl,
@@ -126,7 +108,7 @@ t.test(
     t.equal(await readLfsObject(notebook, sha256(content)), undefined, 'and only with that project')
     t.equal(
       await remoteBranch('lfs-data'),
-      (await must(work, baseEnv, 'rev-parse', 'HEAD')).trim(),
+      (await must(work, isolatedGitEnv, 'rev-parse', 'HEAD')).trim(),
       'the branch is accepted',
     )
     const batchCalls = gitlab.requests.filter(
@@ -142,18 +124,18 @@ t.test(
 
     const clone = await mkdtemp(path.join(tmpdir(), 'gitlab-lfs-clone-'))
     t.teardown(() => rm(clone, { recursive: true, force: true }))
-    const cloneEnv = withToken(developer.token, { GIT_LFS_SKIP_SMUDGE: '1' })
+    const cloneEnv = gitEnvWithToken(developer.token, { GIT_LFS_SKIP_SMUDGE: '1' })
     await must(dir, cloneEnv, 'clone', '-q', '-b', 'lfs-data', demoUrl, clone)
     t.equal(
       await readFile(path.join(clone, 'data.bin'), 'utf8'),
       committed,
       'skipping smudge checks the pointer out',
     )
-    await must(clone, baseEnv, 'lfs', 'install', '--local')
-    const foreign = await run(clone, withToken(outsider.token), 'lfs', 'pull')
+    await must(clone, isolatedGitEnv, 'lfs', 'install', '--local')
+    const foreign = await run(clone, gitEnvWithToken(outsider.token), 'lfs', 'pull')
     t.notOk(foreign.ok, 'someone without access to the project cannot download the object')
     t.equal(await readFile(path.join(clone, 'data.bin'), 'utf8'), committed, 'and keeps the pointer')
-    const pulled = await run(clone, withToken(developer.token), 'lfs', 'pull')
+    const pulled = await run(clone, gitEnvWithToken(developer.token), 'lfs', 'pull')
     t.ok(pulled.ok, `git lfs pull succeeds ${pulled.err}`)
     t.same(await readFile(path.join(clone, 'data.bin')), content, 'the clone has identical bytes')
   },
@@ -163,11 +145,11 @@ t.test('a push whose pointers name objects the project lacks is refused', async 
   const work = await lfsWorkdir()
   const content = randomBytes(4096)
   await writeFile(path.join(work, 'skipped.bin'), content)
-  await must(work, baseEnv, 'add', '.gitattributes', 'skipped.bin')
-  await must(work, baseEnv, 'commit', '-q', '-m', 'object never uploaded')
+  await must(work, isolatedGitEnv, 'add', '.gitattributes', 'skipped.bin')
+  await must(work, isolatedGitEnv, 'commit', '-q', '-m', 'object never uploaded')
   const skipped = await run(
     work,
-    withToken(developer.token, { GIT_LFS_SKIP_PUSH: '1' }),
+    gitEnvWithToken(developer.token, { GIT_LFS_SKIP_PUSH: '1' }),
     'push',
     demoUrl,
     'HEAD:refs/heads/lfs-skipped',
@@ -181,7 +163,7 @@ t.test('a push whose pointers name objects the project lacks is refused', async 
   // Pushing the same commit again, uploading the object this time, goes through.
   const again = await run(
     work,
-    withToken(developer.token),
+    gitEnvWithToken(developer.token),
     'push',
     '-q',
     demoUrl,
@@ -192,24 +174,20 @@ t.test('a push whose pointers name objects the project lacks is refused', async 
   // A pointer committed without any .gitattributes (no git-lfs at all) is checked too.
   const plain = await mkdtemp(path.join(tmpdir(), 'gitlab-lfs-plain-'))
   t.teardown(() => rm(plain, { recursive: true, force: true }))
-  await must(plain, baseEnv, 'init', '-q', '-b', 'main')
+  await must(plain, isolatedGitEnv, 'init', '-q', '-b', 'main')
   await writeFile(path.join(plain, 'handmade.txt'), lfsPointer(sha256(Buffer.from('never uploaded')), 14))
-  await must(plain, baseEnv, 'add', 'handmade.txt')
-  await must(plain, baseEnv, 'commit', '-q', '-m', 'handcrafted pointer')
-  const handmade = await run(
-    plain,
-    withToken(developer.token),
-    'push',
-    demoUrl,
-    'HEAD:refs/heads/lfs-handmade',
-  )
+  await must(plain, isolatedGitEnv, 'add', 'handmade.txt')
+  await must(plain, isolatedGitEnv, 'commit', '-q', '-m', 'handcrafted pointer')
+  const pushHandmade = () =>
+    run(plain, gitEnvWithToken(developer.token), 'push', demoUrl, 'HEAD:refs/heads/lfs-handmade')
+  const handmade = await pushHandmade()
   t.notOk(handmade.ok, 'a handcrafted pointer without filter=lfs is refused as well')
   t.match(handmade.err, LFS_MISSING_MESSAGE)
   t.equal(await remoteBranch('lfs-handmade'), undefined)
 
   await writeFile(path.join(plain, 'handmade.txt'), 'just text\n')
-  await must(plain, baseEnv, 'commit', '-q', '-am', 'no pointer any more')
-  const later = await run(plain, withToken(developer.token), 'push', demoUrl, 'HEAD:refs/heads/lfs-handmade')
+  await must(plain, isolatedGitEnv, 'commit', '-q', '-am', 'no pointer any more')
+  const later = await pushHandmade()
   t.notOk(later.ok, 'a pointer further down the pushed history is refused too')
 })
 
@@ -218,7 +196,7 @@ t.test('batch API: credentials, access and per-object answers', async (t) => {
   const absent = Buffer.from('not stored anywhere')
   const put = await fetch(`${demoUrl}/gitlab-lfs/objects/${sha256(present)}/${present.length}`, {
     method: 'PUT',
-    headers: { authorization: basic(developer.token), 'content-type': 'application/octet-stream' },
+    headers: { authorization: basicAuth(developer.token), 'content-type': 'application/octet-stream' },
     body: present,
   })
   t.equal(put.status, 200, 'a developer uploads')
@@ -235,27 +213,27 @@ t.test('batch API: credentials, access and per-object answers', async (t) => {
   t.match(anonymous.headers.get('lfs-authenticate'), /^Basic realm=/, 'with LFS-Authenticate')
   t.match(anonymous.headers.get('content-type'), LFS_TYPE)
   t.equal(
-    (await batch('demo-group/demo-project', download, basic('glpat-bogus'))).status,
+    (await batch('demo-group/demo-project', download, basicAuth('glpat-bogus'))).status,
     401,
     'unknown token: 401',
   )
   const expiring = gitlab.issueToken('developer')
-  t.equal((await batch('demo-group/demo-project', download, basic(expiring.accessToken))).status, 200)
+  t.equal((await batch('demo-group/demo-project', download, basicAuth(expiring.accessToken))).status, 200)
   gitlab.expireToken(expiring.accessToken)
   t.equal(
-    (await batch('demo-group/demo-project', download, basic(expiring.accessToken))).status,
+    (await batch('demo-group/demo-project', download, basicAuth(expiring.accessToken))).status,
     401,
     'expired: 401',
   )
 
-  const up = await batch('demo-group/demo-project', upload, basic(developer.token))
+  const up = await batch('demo-group/demo-project', upload, basicAuth(developer.token))
   t.equal(up.status, 200)
   t.match(up.headers.get('content-type'), LFS_TYPE)
   t.equal(up.body.transfer, 'basic')
   t.same(up.body.objects[0], objectOf(present), 'an object the project has gets no upload action')
   t.match(up.body.objects[1].actions.upload, {
     href: `${demoUrl}/gitlab-lfs/objects/${sha256(absent)}/${absent.length}`,
-    header: { Authorization: basic(developer.token) },
+    header: { Authorization: basicAuth(developer.token) },
   })
 
   const down = await batch('demo-group/demo-project', download, `Bearer ${developer.token}`)
@@ -269,28 +247,28 @@ t.test('batch API: credentials, access and per-object answers', async (t) => {
   const byName = `Basic ${Buffer.from(`developer:${developer.token}`).toString('base64')}`
   t.equal((await batch('demo-group/demo-project', download, byName)).status, 200, 'user name and token')
 
-  const guestUpload = await batch('science/lab/public-notebook', upload, basic(guest.token))
+  const guestUpload = await batch('science/lab/public-notebook', upload, basicAuth(guest.token))
   t.equal(guestUpload.status, 403, 'upload without Developer access: 403 when the user may download')
   t.match(guestUpload.body, { message: /forbidden/i })
-  t.equal((await batch('science/lab/public-notebook', download, basic(guest.token))).status, 200)
+  t.equal((await batch('science/lab/public-notebook', download, basicAuth(guest.token))).status, 200)
   t.equal((await batch('science/lab/public-notebook', upload)).status, 401, 'anonymous upload: 401')
   t.equal(
-    (await batch('demo-group/demo-project', upload, basic(guest.token))).status,
+    (await batch('demo-group/demo-project', upload, basicAuth(guest.token))).status,
     404,
     'a guest of a private project cannot read its code, so the project is hidden',
   )
   t.equal(
-    (await batch('demo-group/demo-project', download, basic(outsider.token))).status,
+    (await batch('demo-group/demo-project', download, basicAuth(outsider.token))).status,
     404,
     'another project: 404',
   )
   t.equal(
-    (await batch('demo-group/nothing-here', download, basic(developer.token))).status,
+    (await batch('demo-group/nothing-here', download, basicAuth(developer.token))).status,
     404,
     'unknown project',
   )
   t.equal(
-    (await batch('demo-group/demo-project', { operation: 'delete', objects: [] }, basic(developer.token)))
+    (await batch('demo-group/demo-project', { operation: 'delete', objects: [] }, basicAuth(developer.token)))
       .status,
     422,
     'a malformed batch: 422',
@@ -298,14 +276,14 @@ t.test('batch API: credentials, access and per-object answers', async (t) => {
 
   const verify = await fetch(`${demoUrl}/info/lfs/locks/verify`, {
     method: 'POST',
-    headers: { authorization: basic(developer.token), 'content-type': LFS_TYPE },
+    headers: { authorization: basicAuth(developer.token), 'content-type': LFS_TYPE },
     body: JSON.stringify({ ref: { name: 'refs/heads/main' } }),
   })
   t.equal(verify.status, 200)
   t.same(await verify.json(), { ours: [], theirs: [] }, 'locks verify as GitLab answers it')
   const verifyOutsider = await fetch(`${demoUrl}/info/lfs/locks/verify`, {
     method: 'POST',
-    headers: { authorization: basic(outsider.token), 'content-type': LFS_TYPE },
+    headers: { authorization: basicAuth(outsider.token), 'content-type': LFS_TYPE },
     body: '{}',
   })
   t.equal(verifyOutsider.status, 404)
@@ -319,7 +297,7 @@ t.test('basic transfer: uploads are checked against the oid and size', async (t)
       method: 'PUT',
       headers: {
         'content-type': 'application/octet-stream',
-        ...(token ? { authorization: basic(token) } : {}),
+        ...(token ? { authorization: basicAuth(token) } : {}),
       },
       body,
     })
@@ -343,7 +321,7 @@ t.test('basic transfer: uploads are checked against the oid and size', async (t)
   t.same(await readLfsObject(demo, oid), content)
 
   const get = await fetch(`${demoUrl}/gitlab-lfs/objects/${oid}`, {
-    headers: { authorization: basic(developer.token) },
+    headers: { authorization: basicAuth(developer.token) },
   })
   t.equal(get.status, 200)
   t.same(Buffer.from(await get.arrayBuffer()), content, 'the download answers the stored bytes')

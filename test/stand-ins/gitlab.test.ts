@@ -5,6 +5,7 @@ import path from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
 import { autosaveBranches, seedAutosave } from '../support/autosaves.js'
+import { gitEnvWithToken, isolatedGitEnv } from '../support/git-env.js'
 import { startTestGitLab } from '../support/gitlab.js'
 
 const execFileAsync = promisify(execFile)
@@ -290,12 +291,7 @@ t.test('registry: token flow and manifests', async (t) => {
 t.test('git clone over smart HTTP', async (t) => {
   const work = await mkdtemp(path.join(tmpdir(), 'gitlab-clone-'))
   t.teardown(() => rm(work, { recursive: true, force: true }))
-  const env = {
-    ...process.env,
-    GIT_TERMINAL_PROMPT: '0',
-    GIT_CONFIG_NOSYSTEM: '1',
-    GIT_CONFIG_GLOBAL: '/dev/null',
-  }
+  const env = isolatedGitEnv
   const clone = (url: string, into: string) =>
     execFileAsync('git', ['clone', '-q', url, path.join(work, into)], { env }).then(
       () => true,
@@ -418,61 +414,47 @@ t.test('OAuth tokens: scopes, expiry, token info and the refresh grant', async (
 t.test('git push over smart HTTP', async (t) => {
   const work = await mkdtemp(path.join(tmpdir(), 'gitlab-push-'))
   t.teardown(() => rm(work, { recursive: true, force: true }))
-  const base = {
-    ...process.env,
-    GIT_TERMINAL_PROMPT: '0',
-    GIT_CONFIG_NOSYSTEM: '1',
-    GIT_CONFIG_GLOBAL: '/dev/null',
-    GIT_AUTHOR_NAME: 'T',
-    GIT_AUTHOR_EMAIL: 't@example.com',
-    GIT_COMMITTER_NAME: 'T',
-    GIT_COMMITTER_EMAIL: 't@example.com',
-  }
-  const withHeader = (token: string) => ({
-    ...base,
-    GIT_CONFIG_COUNT: '1',
-    GIT_CONFIG_KEY_0: 'http.extraHeader',
-    GIT_CONFIG_VALUE_0: `Authorization: Basic ${Buffer.from(`oauth2:${token}`).toString('base64')}`,
-  })
   const git = (env: NodeJS.ProcessEnv, ...args: string[]) =>
     execFileAsync('git', ['-C', work, ...args], { env }).then(
       () => ({ ok: true, err: '' }),
       (err: { stderr?: string }) => ({ ok: false, err: err.stderr ?? '' }),
     )
   const repoUrl = `${gitlab.url}/demo-group/demo-project.git`
-  await execFileAsync('git', ['init', '-q', work], { env: base })
-  await execFileAsync('git', ['-C', work, 'commit', '-q', '--allow-empty', '-m', 'pushed'], { env: base })
+  await execFileAsync('git', ['init', '-q', work], { env: isolatedGitEnv })
+  await execFileAsync('git', ['-C', work, 'commit', '-q', '--allow-empty', '-m', 'pushed'], {
+    env: isolatedGitEnv,
+  })
   const branchSha = async (branch: string) =>
     (await api(`/projects/101/repository/branches/${branch}`, maintainer.token)).body?.commit?.id
-  const { stdout } = await execFileAsync('git', ['-C', work, 'rev-parse', 'HEAD'], { env: base })
+  const { stdout } = await execFileAsync('git', ['-C', work, 'rev-parse', 'HEAD'], { env: isolatedGitEnv })
   const pushed = stdout.trim()
 
   // Unrelated history is fine for a new branch.
   const push = (env: NodeJS.ProcessEnv, branch: string) =>
     git(env, 'push', '-q', repoUrl, `HEAD:refs/heads/${branch}`)
-  t.ok((await push(withHeader(developer.token), 'dev-branch')).ok, 'a developer pushes a new branch')
+  t.ok((await push(gitEnvWithToken(developer.token), 'dev-branch')).ok, 'a developer pushes a new branch')
   t.equal(await branchSha('dev-branch'), pushed, 'the branch is in the repository')
 
-  const anonymous = await push(base, 'anon')
+  const anonymous = await push(isolatedGitEnv, 'anon')
   t.notOk(anonymous.ok, 'no token: refused')
   t.match(anonymous.err, /Authentication failed|could not read Username/)
-  const bad = await push(withHeader('glpat-bogus'), 'bogus')
+  const bad = await push(gitEnvWithToken('glpat-bogus'), 'bogus')
   t.notOk(bad.ok)
   t.match(bad.err, /Authentication failed|401|could not read Username/, 'a bad token: 401')
   const expiring = gitlab.issueToken('developer', { scopes: ['write_repository'] })
   gitlab.expireToken(expiring.accessToken)
-  t.notOk((await push(withHeader(expiring.accessToken), 'expired')).ok, 'an expired token: 401')
+  t.notOk((await push(gitEnvWithToken(expiring.accessToken), 'expired')).ok, 'an expired token: 401')
   const readOnly = gitlab.issueToken('developer', { scopes: ['read_repository'] })
-  const scopeless = await push(withHeader(readOnly.accessToken), 'read-only')
+  const scopeless = await push(gitEnvWithToken(readOnly.accessToken), 'read-only')
   t.notOk(scopeless.ok, 'read_repository cannot push')
   t.match(scopeless.err, /403/)
-  const guestPush = await push(withHeader(guest.token), 'guest')
+  const guestPush = await push(gitEnvWithToken(guest.token), 'guest')
   t.notOk(guestPush.ok, 'a guest cannot push')
   t.equal(await branchSha('read-only'), undefined, 'nothing was pushed by the refused')
   const writer = gitlab.issueToken('developer', { scopes: ['write_repository'] })
-  t.ok((await push(withHeader(writer.accessToken), 'writer')).ok, 'write_repository pushes')
+  t.ok((await push(gitEnvWithToken(writer.accessToken), 'writer')).ok, 'write_repository pushes')
   t.ok(
-    (await git(withHeader(writer.accessToken), 'push', '-q', repoUrl, '--delete', 'writer')).ok,
+    (await git(gitEnvWithToken(writer.accessToken), 'push', '-q', repoUrl, '--delete', 'writer')).ok,
     'and deletes',
   )
   t.equal(await branchSha('writer'), undefined, 'the branch is gone')
@@ -480,7 +462,7 @@ t.test('git push over smart HTTP', async (t) => {
     (r) => r.query.includes('git-receive-pack') || r.path.endsWith('git-receive-pack'),
   )
   t.ok(log.some((r) => r.status === 401) && log.some((r) => r.status === 403), 'answered 401 and 403')
-  await git(withHeader(developer.token), 'push', '-q', repoUrl, '--delete', 'dev-branch')
+  await git(gitEnvWithToken(developer.token), 'push', '-q', repoUrl, '--delete', 'dev-branch')
 })
 
 t.test('branch lists: search, pages; deleting branches', async (t) => {
