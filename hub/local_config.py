@@ -539,17 +539,7 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
                     began = time.monotonic()
                     server_log = _ServerLog(self)
                     try:
-                        token = await asyncio.wait_for(
-                            fresh_gitlab_token(
-                                self.user,
-                                _gitlab_url(launch),
-                                GITLAB_CLIENT_ID,
-                                GITLAB_CLIENT_SECRET,
-                                log=server_log,
-                                timeout=TOKEN_TIMEOUT / 2,
-                            ),
-                            TOKEN_TIMEOUT,
-                        )
+                        token = await self._fresh_token(launch, server_log)
                     except asyncio.TimeoutError:
                         # GitLab does not answer: the push will say so with its own reason.
                         server_log.warning("Checking the GitLab token of %s timed out", self.user.name)
@@ -804,23 +794,27 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
             self._git_token_task = asyncio.ensure_future(self._sync_git_token())
         return status
 
+    async def _fresh_token(self, launch, log):
+        """The user's GitLab token, checked and refreshed if it expired; TimeoutError if GitLab hangs."""
+        return await asyncio.wait_for(
+            fresh_gitlab_token(
+                self.user,
+                _gitlab_url(launch),
+                GITLAB_CLIENT_ID,
+                GITLAB_CLIENT_SECRET,
+                log=log,
+                timeout=TOKEN_TIMEOUT / 2,
+            ),
+            TOKEN_TIMEOUT,
+        )
+
     async def _sync_git_token(self):
         """Keeps the proxy's token one GitLab accepts: checked, refreshed when it expired."""
         launch = self.autosave_launch
         if not launch or not self.git_proxy_pid:
             return
         try:
-            token = await asyncio.wait_for(
-                fresh_gitlab_token(
-                    self.user,
-                    _gitlab_url(launch),
-                    GITLAB_CLIENT_ID,
-                    GITLAB_CLIENT_SECRET,
-                    log=_ServerLog(self),
-                    timeout=TOKEN_TIMEOUT / 2,
-                ),
-                TOKEN_TIMEOUT,
-            )
+            token = await self._fresh_token(launch, _ServerLog(self))
             try:
                 with open(self._git_token_file()) as f:
                     current = f.read()

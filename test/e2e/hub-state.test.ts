@@ -4,30 +4,18 @@
  * are after changes made here and at the hub directly, failed spawns, and the hub going away.
  */
 
-import type { AddressInfo } from 'node:net'
 import t from 'tap'
-import { startCountingProxy } from '../../dev/counting-proxy.js'
 import { startStack } from '../../dev/stack.js'
 import type { ServerObject } from '../../schemas/servers.js'
 import { build } from '../helper.js'
+import { countedReplica } from '../support/counted-replica.js'
 import { readEvents } from '../support/sse.js'
 
 const stack = await startStack()
 t.teardown(() => stack.stop())
 const { hub, users, world } = stack
-const proxy = await startCountingProxy(hub.apiUrl.replace(/\/hub\/api$/, ''))
-t.teardown(() => proxy.close())
-
 // The replica under test: the stack's configuration, but reaching the hub through the proxy.
-const app = await build(t, {
-  JUPYTERHUB_API_URL: `${proxy.url}/hub/api`,
-  JUPYTERHUB_API_TOKEN: stack.serviceToken,
-  JUPYTERHUB_ORIGIN: hub.publicUrl,
-  GITLAB_URL: stack.gitlab.url,
-  NOTEBOOKS_LOGS_DIR: hub.logsDir,
-})
-await app.listen({ host: '127.0.0.1', port: 0 })
-const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}/services/notebooks/`
+const { proxy, base } = await countedReplica(t, stack, { NOTEBOOKS_LOGS_DIR: hub.logsDir })
 
 type ServerList = { servers: Record<string, ServerObject> }
 

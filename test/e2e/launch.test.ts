@@ -10,6 +10,7 @@ import t from 'tap'
 import { eventually, startStack } from '../../dev/stack.js'
 import { serverName } from '../../lib/servers/server-object.js'
 import type { ServerObject } from '../../schemas/servers.js'
+import { BUNDLED_DEFAULTS } from '../support/server-options.js'
 
 const exec = promisify(execFile)
 const stack = await startStack({ hubEnv: { JHUB_NAMED_SERVER_LIMIT: '3' } })
@@ -72,14 +73,7 @@ t.test('launch, use, list, read logs of and stop a server', async (t) => {
       image: server.image,
       default_image_used: false,
       repository: `${gitlab.url}/demo-group/demo-project.git`,
-      server_options: {
-        defaultUrl: '/lab',
-        cpu_request: 0.5,
-        mem_request: '1G',
-        disk_request: '1G',
-        gpu_request: 0,
-        lfs_auto_fetch: false,
-      },
+      server_options: BUNDLED_DEFAULTS,
     },
     'the spawner received the user options of schemas/user-options.ts, and no token',
   )

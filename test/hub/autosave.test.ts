@@ -4,13 +4,14 @@
  */
 import { execFile } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
-import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import net from 'node:net'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
 import { readLfsObject } from '../../dev/stand-ins/gitlab/index.js'
 import { startTestGitLab } from '../support/gitlab.js'
+import { recordingGit } from '../support/recording-git.js'
 
 const execFileAsync = promisify(execFile)
 const FILES = path.resolve(import.meta.dirname, '..', '..', 'chart', 'files')
@@ -25,14 +26,7 @@ const demoRepo = `${gitlab.url}/demo-group/demo-project.git`
 const bare = world.projects.demo.repoDir
 
 // A git on PATH that records its arguments: the token must never be one of them.
-const bin = path.join(dir, 'bin')
-const argvLog = path.join(dir, 'git-argv.log')
-await mkdir(bin, { recursive: true })
-await writeFile(
-  path.join(bin, 'git'),
-  `#!/bin/sh\nprintf '%s\\n' "$*" >> '${argvLog}'\nexec /usr/bin/git "$@"\n`,
-)
-await chmod(path.join(bin, 'git'), 0o755)
+const { bin, argvLog } = await recordingGit(dir)
 
 const baseEnv = { PATH: `${bin}:/usr/bin:/bin`, HOME: dir, GIT_CONFIG_GLOBAL: '/dev/null' }
 const run = (script: string, env: Record<string, string>) =>

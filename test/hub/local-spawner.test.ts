@@ -1,11 +1,13 @@
 import { execFile } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
 import { startHub } from '../../dev/hub.js'
 import { startTestGitLab } from '../support/gitlab.js'
+import { recordingGit } from '../support/recording-git.js'
+import { BUNDLED_DEFAULTS } from '../support/server-options.js'
 
 const execFileAsync = promisify(execFile)
 const CLONE_SCRIPT = path.resolve(import.meta.dirname, '..', '..', 'chart', 'files', 'clone-repo.sh')
@@ -25,14 +27,7 @@ const gitIn = async (cwd: string, ...args: string[]) =>
 
 t.test('clone-repo.sh', async (t) => {
   // A git on PATH that records its arguments: the token must never be one of them.
-  const bin = path.join(dir, 'bin')
-  const argvLog = path.join(dir, 'git-argv.log')
-  await mkdir(bin, { recursive: true })
-  await writeFile(
-    path.join(bin, 'git'),
-    `#!/bin/sh\nprintf '%s\\n' "$*" >> '${argvLog}'\nexec /usr/bin/git "$@"\n`,
-  )
-  await chmod(path.join(bin, 'git'), 0o755)
+  const { bin, argvLog } = await recordingGit(dir)
 
   const run = (env: Record<string, string>) =>
     execFileAsync('/bin/sh', [CLONE_SCRIPT], {
@@ -114,14 +109,7 @@ t.test('a real hub with the local spawner', async (t) => {
     image: `${gitlab.registryHost}/demo-group/demo-project:${sha.masterFirst.slice(0, 7)}`,
     default_image_used: false,
     repository: demoRepo,
-    server_options: {
-      defaultUrl: '/lab',
-      cpu_request: 0.5,
-      mem_request: '1G',
-      disk_request: '1G',
-      gpu_request: 0,
-      lfs_auto_fetch: false,
-    },
+    server_options: BUNDLED_DEFAULTS,
   }
   const publicOptions = {
     ...options,

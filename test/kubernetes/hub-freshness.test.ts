@@ -1,18 +1,10 @@
-/**
- * With Kubernetes configured, changes made at the hub directly (another replica, an admin, the
- * culler) show through the servers' pods: each pod event reads its user from the hub, and the
- * full user list is only a rare resync. A real hub behind a counting proxy, the Kubernetes API
- * stand-in for the pods.
- */
-import type { AddressInfo } from 'node:net'
 import t from 'tap'
-import { startCountingProxy } from '../../dev/counting-proxy.js'
 import { fixtureFor } from '../../dev/fixtures/kubernetes/index.js'
 import { startStack } from '../../dev/stack.js'
 import { startKubernetes } from '../../dev/stand-ins/kubernetes.js'
 import type { KubernetesPods } from '../../lib/kubernetes/client.js'
 import type { ServerObject } from '../../schemas/servers.js'
-import { build } from '../helper.js'
+import { countedReplica } from '../support/counted-replica.js'
 
 // Loaded before the apps are built: the client library takes seconds to import on a busy machine.
 await import('../../lib/kubernetes/client.js')
@@ -23,19 +15,10 @@ const stack = await startStack({
 })
 t.teardown(() => stack.stop())
 const { hub, users } = stack
-const proxy = await startCountingProxy(hub.apiUrl.replace(/\/hub\/api$/, ''))
-t.teardown(() => proxy.close())
-
-const app = await build(t, {
-  JUPYTERHUB_API_URL: `${proxy.url}/hub/api`,
-  JUPYTERHUB_API_TOKEN: stack.serviceToken,
-  JUPYTERHUB_ORIGIN: hub.publicUrl,
-  GITLAB_URL: stack.gitlab.url,
+const { app, proxy, base } = await countedReplica(t, stack, {
   KUBECONFIG: kube.kubeconfigPath,
   KUBERNETES_NAMESPACE: 'renku',
 })
-await app.listen({ host: '127.0.0.1', port: 0 })
-const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}/services/notebooks/`
 
 async function serversOf(token: string): Promise<Record<string, ServerObject>> {
   const response = await fetch(new URL('servers', base), { headers: { authorization: `token ${token}` } })

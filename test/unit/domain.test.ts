@@ -12,6 +12,7 @@ import { HubReflector } from '../../lib/hub/state/reflector.js'
 import { parseBytes, resolveServerOptions } from '../../lib/servers/options.js'
 import { matchesFilter, serverName, toServerObject } from '../../lib/servers/server-object.js'
 import { parseAutosavePath } from '../../routes/autosave.js'
+import { BUNDLED_DEFAULTS } from '../support/server-options.js'
 
 const required = { JUPYTERHUB_API_URL: 'http://hub:8081/hub/api', JUPYTERHUB_API_TOKEN: 'secret-token-value' }
 
@@ -116,14 +117,7 @@ t.test(
 
 t.test('server options: defaults, types without coercion, ranges', async (t) => {
   const options = loadConfig(required).serverOptions
-  t.same(resolveServerOptions(options, {}), {
-    defaultUrl: '/lab',
-    cpu_request: 0.5,
-    mem_request: '1G',
-    disk_request: '1G',
-    gpu_request: 0,
-    lfs_auto_fetch: false,
-  })
+  t.same(resolveServerOptions(options, {}), BUNDLED_DEFAULTS)
   t.equal(resolveServerOptions(options, { cpu_request: 1 }).cpu_request, 1)
   t.equal(resolveServerOptions(options, { lfs_auto_fetch: true }).lfs_auto_fetch, true)
 
