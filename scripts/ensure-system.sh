@@ -5,6 +5,15 @@
 # tests. Needs root (or sudo). Safe to run again.
 set -euo pipefail
 
+sudo=()
+[ "$(id -u)" -eq 0 ] || sudo=(sudo)
+
+# The local stack names the GitLab stand-in by this machine's name, since git-lfs sends nothing
+# for localhost through a proxy; a Debian install resolves that name to loopback in /etc/hosts.
+if ! getent hosts "$(hostname)" >/dev/null 2>&1; then
+  echo "127.0.1.1 $(hostname)" | "${sudo[@]}" tee -a /etc/hosts >/dev/null
+fi
+
 want=()
 [ -x /usr/bin/jupyterhub ] || want+=(jupyterhub)
 command -v git >/dev/null 2>&1 || want+=(git)
@@ -16,8 +25,6 @@ if [ "${1:-}" = "--with-browser" ]; then
 fi
 [ ${#want[@]} -eq 0 ] && exit 0
 
-sudo=()
-[ "$(id -u)" -eq 0 ] || sudo=(sudo)
 echo "Installing Debian packages: ${want[*]}"
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -qq
