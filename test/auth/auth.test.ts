@@ -100,7 +100,8 @@ t.test('OAuth login through a real JupyterHub', async (t) => {
   const hub = await startHub({ serviceUrl: `http://127.0.0.1:${port}`, serviceToken })
   t.teardown(() => hub.stop())
   // No JUPYTERHUB_ORIGIN: the authorize URL is relative, resolved on the hub's public address.
-  // A short cache, so a revoked token is noticed quickly.
+  // A short cache (answers and refusals), so a test can outlive it; long enough that a refusal
+  // is still remembered when the next request comes on a slow machine.
   const app = await build(
     t,
     {
@@ -109,7 +110,7 @@ t.test('OAuth login through a real JupyterHub', async (t) => {
       JUPYTERHUB_OAUTH_CALLBACK_URL: hub.oauthRedirectUri,
       NOTEBOOKS_LOGS_DIR: hub.logsDir,
     },
-    { hubAuth: { ttlMs: 300 } },
+    { hubAuth: { ttlMs: 2_000 } },
   )
   await app.listen({ host: '127.0.0.1', port })
   await hub.createUser('alice')
@@ -185,7 +186,7 @@ t.test('OAuth login through a real JupyterHub', async (t) => {
       app.jupyterhub.whoami = whoami
     })
     // Past the short TTL of this app's token answers: a header would be checked again by now.
-    await new Promise((resolve) => setTimeout(resolve, 400))
+    await new Promise((resolve) => setTimeout(resolve, 2_100))
     for (const path of ['user', 'servers', 'server_options', 'user', 'servers']) {
       const res = await jar.go(`${service}${path}`, { headers: api })
       t.equal(res.status, 200, path)

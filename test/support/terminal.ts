@@ -70,8 +70,9 @@ export async function openTerminal(serverUrl: string, token: string): Promise<Te
         const text = received.slice(start).replace(ESCAPES, '')
         const done = sentinel.exec(text)
         if (done) {
-          // After the line the terminal echoed (it holds the sentinel unexpanded).
-          const typed = text.indexOf(`echo __done_${id}_$?__`)
+          // After the line the terminal echoed (it holds the sentinel unexpanded). A line typed
+          // while the shell was busy is echoed twice, by the terminal and again by the shell.
+          const typed = text.lastIndexOf(`echo __done_${id}_$?__`, done.index)
           const from = typed < 0 ? 0 : text.indexOf('\n', typed) + 1
           return { output: text.slice(from, done.index), exitCode: Number(done[1]) }
         }
