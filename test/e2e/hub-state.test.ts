@@ -103,12 +103,13 @@ t.test('reads come from the copy; own launches and stops show at once, the hubâ€
     'a stop at the hub',
   )
   t.ok(seenStop <= 2000, `a stop at the hub shows within 2 s (${Math.round(seenStop)} ms)`)
-  t.equal(
-    hubCalls(/^GET \/hub\/api\/users\/developer\?/, mark),
-    4,
-
+  // A user who leaves the active list holding servers is re-read (at most once a second) until
+  // the copy settles: on a slow machine that can take one more read.
+  const userReads = hubCalls(/^GET \/hub\/api\/users\/developer\?/, mark)
+  t.ok(
+    userReads >= 4 && userReads <= 5,
     'the user was read alone only for the launch (its GitLab token), after its own start and stop, ' +
-      'and once when it left the active list',
+      `and when it left the active list (${userReads} reads)`,
   )
 })
 
