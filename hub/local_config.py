@@ -103,7 +103,7 @@ AUTOSAVE_SCRIPT = os.path.join(CHART_FILES, "autosave.sh")
 # The same token refresh as the Kubernetes spawner config (the chart mounts it beside it).
 sys.path.insert(0, CHART_FILES)
 from gitlab_token import _request as gitlab_request  # noqa: E402
-from gitlab_token import fresh_gitlab_token, git_identity  # noqa: E402
+from gitlab_token import fresh_gitlab_token  # noqa: E402
 from renku_options import SpawnRefused, load_server_options, parse_user_options, refuse_foreign_autosave  # noqa: E402
 from renku_settings import DEFAULT_AUTOSAVE_TIMEOUT_SECONDS  # noqa: E402
 from prometheus_client import Counter  # noqa: E402 (JupyterHub's own dependency)
@@ -696,7 +696,13 @@ class LocalRenkuSpawner(SimpleLocalProcessSpawner):
             except (OSError, ValueError) as err:
                 self.log.warning("Cannot read the GitLab user of %s: %s", self.user.name, err)
                 me = {}
-            git_env.update(git_identity(me))
+            if isinstance(me, dict):
+                name = me.get("name") or me.get("username")
+                email = me.get("commit_email") or me.get("email") or me.get("public_email")
+                if isinstance(name, str) and name:
+                    git_env["GIT_USER_NAME"] = name
+                if isinstance(email, str) and email:
+                    git_env["GIT_USER_EMAIL"] = email
         return git_env
 
     async def _start_git_proxy(self, launch, token, proxy_url):

@@ -22,21 +22,6 @@ REQUEST_TIMEOUT = 10
 _locks = {}
 
 
-def git_identity(gitlab_user):
-    """``GIT_USER_NAME``/``GIT_USER_EMAIL`` for the commits made in a server, from the user as
-    GitLab's ``/api/v4/user`` answers it (also what OAuthenticator keeps as ``gitlab_user``)."""
-    if not isinstance(gitlab_user, dict):
-        return {}
-    identity = {}
-    name = gitlab_user.get("name") or gitlab_user.get("username")
-    email = gitlab_user.get("commit_email") or gitlab_user.get("email") or gitlab_user.get("public_email")
-    if isinstance(name, str) and name:
-        identity["GIT_USER_NAME"] = name
-    if isinstance(email, str) and email:
-        identity["GIT_USER_EMAIL"] = email
-    return identity
-
-
 def _lock_for(name):
     lock = _locks.get(name)
     if lock is None:

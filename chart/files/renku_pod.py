@@ -4,7 +4,6 @@ import re
 from typing import Any
 from urllib.parse import quote
 
-from gitlab_token import git_identity as git_identity_of
 from renku_autosave import AUTOSAVE_SCRIPT, SIDECAR, build_autosave_container
 from renku_clone import INIT_CONTAINER, SCRIPT_NAME, build_init_container
 from renku_containers import (
@@ -99,7 +98,16 @@ def git_identity(auth_state: Any) -> dict[str, str]:
     """The user's name and e-mail on GitLab, from the user GitLab returned at login (OAuthenticator
     keeps it in ``auth_state["gitlab_user"]``), for the commits made in the server."""
     user = auth_state.get("gitlab_user") if isinstance(auth_state, dict) else None
-    return git_identity_of(user)
+    if not isinstance(user, dict):
+        return {}
+    identity = {}
+    name = user.get("name") or user.get("username")
+    email = user.get("commit_email") or user.get("email") or user.get("public_email")
+    if isinstance(name, str) and name:
+        identity["GIT_USER_NAME"] = name
+    if isinstance(email, str) and email:
+        identity["GIT_USER_EMAIL"] = email
+    return identity
 
 
 def apply_launch(
